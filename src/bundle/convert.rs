@@ -1,0 +1,8 @@
+//! Image config → runtime config.
+
+/// Why an image config could not be converted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("placeholder")]
+    Placeholder,
+}

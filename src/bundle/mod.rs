@@ -1,0 +1,3 @@
+//! TODO
+pub mod convert;
+pub mod users;

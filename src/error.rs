@@ -1,0 +1,115 @@
+//! The library's error type. Every variant names the object at fault
+//! (reference, digest or path) so a message alone is enough to act on.
+
+use std::path::PathBuf;
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Broad classes of failure; the CLI maps each to its own exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The user asked for something malformed (reference, platform, option).
+    Usage,
+    /// The registry says no: missing image, tag, platform, or credentials.
+    NotFound,
+    /// Content failed verification (digest, size, diff_id) or is malformed.
+    Integrity,
+    /// Local filesystem or network transport failure.
+    Io,
+}
+
+/// Everything that can go wrong in occystrap.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+
+    #[error("invalid platform {platform:?}: {reason}")]
+    InvalidPlatform { platform: String, reason: String },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("{reference}: not found in the registry: {message}")]
+    NotFound { reference: String, message: String },
+
+    #[error("{reference}: authentication failed: {message}")]
+    Auth { reference: String, message: String },
+
+    #[error("{reference}: registry error: {message}")]
+    Registry { reference: String, message: String },
+
+    #[error("{reference}: no image for platform {wanted}; the image has: {available}")]
+    NoMatchingPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
+
+    #[error("{reference}: unsupported manifest type {media_type:?}: {reason}")]
+    UnsupportedManifest {
+        reference: String,
+        media_type: String,
+        reason: String,
+    },
+
+    #[error("{what} {digest}: malformed: {reason}")]
+    Malformed {
+        what: String,
+        digest: String,
+        reason: String,
+    },
+
+    #[error("{0}")]
+    Integrity(#[from] crate::layer::IntegrityError),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("layer {digest}: {source}")]
+    Unpack {
+        digest: String,
+        #[source]
+        source: crate::unpack::UnpackError,
+    },
+
+    #[error("{0}")]
+    Convert(#[from] crate::bundle::convert::ConvertError),
+
+    #[error("{path}: already exists (use --force to replace it)")]
+    OutputExists { path: PathBuf },
+}
+
+impl Error {
+    /// The class of this error, for exit codes.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidReference { .. }
+            | Error::InvalidPlatform { .. }
+            | Error::Usage(_)
+            | Error::OutputExists { .. } => ErrorKind::Usage,
+            Error::NotFound { .. } | Error::Auth { .. } | Error::NoMatchingPlatform { .. } => {
+                ErrorKind::NotFound
+            }
+            Error::UnsupportedManifest { .. }
+            | Error::Malformed { .. }
+            | Error::Integrity(_)
+            | Error::Convert(_) => ErrorKind::Integrity,
+            Error::Unpack { source, .. } if source.is_integrity() => ErrorKind::Integrity,
+            Error::Registry { .. } | Error::Io { .. } | Error::Unpack { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// Wrap an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
