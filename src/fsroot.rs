@@ -1,1 +1,502 @@
-//! TODO
+//! A directory used as a root: every operation stays inside it.
+//!
+//! Paths are resolved by the kernel with `openat2(RESOLVE_IN_ROOT)`, so
+//! `..`, absolute paths and absolute or relative symlinks (chained, planted
+//! by any earlier layer) resolve as if the root were `/`, like `chroot`.
+//! Operations that create, remove or change an entry resolve only its
+//! *parent* that way and then act on the final component with `*at()`
+//! calls that never follow it (`AT_SYMLINK_NOFOLLOW`, `O_NOFOLLOW`,
+//! `O_EXCL`), so a symlink in the final position is replaced or changed
+//! itself, never its target.
+//!
+//! The threat is the content of an image, not a concurrent process: the
+//! root is a directory this process owns while it writes it.
+
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, fstat, fstatat, mkdirat, mknodat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
+
+/// Turn a path from an image (bytes, maybe absolute, maybe with `.` and
+/// `..`) into a clean relative path inside the root.
+///
+/// A leading `/` is dropped (absolute means "from the root"); `.` and empty
+/// components vanish; `..` removes the previous component. The empty path is
+/// the root itself. Fails with a reason when `..` would climb above the
+/// root or a name holds a NUL byte.
+pub fn clean_path(raw: &[u8]) -> Result<PathBuf, &'static str> {
+    if raw.contains(&0) {
+        return Err("path contains a NUL byte");
+    }
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in raw.split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                if parts.pop().is_none() {
+                    return Err("path climbs above the root with `..`");
+                }
+            }
+            name => parts.push(name),
+        }
+    }
+    Ok(PathBuf::from(OsString::from_vec(parts.join(&b'/'))))
+}
+
+/// An open directory inside a [`RootDir`]; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DirFd(Arc<OwnedFd>);
+
+impl AsFd for DirFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// A directory treated as `/` for every path resolved through it.
+#[derive(Debug)]
+pub struct RootDir {
+    root: DirFd,
+    path: PathBuf,
+    /// The last parent directory resolved, keyed by its clean relative
+    /// path: layer entries come mostly in directory order.
+    cache: Mutex<Option<(PathBuf, DirFd)>>,
+}
+
+fn errno_io(e: Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+fn cstring(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `openat2` relative to `dir`, resolving inside `dir` as root; retried on
+/// the EAGAIN the kernel may return when a rename raced the walk.
+fn open_in_root(dir: &DirFd, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let mut tries = 0;
+    loop {
+        match openat2(dir, path, how) {
+            Err(Errno::EAGAIN | Errno::EINTR) if tries < 32 => tries += 1,
+            other => return other.map_err(errno_io),
+        }
+    }
+}
+
+fn is_absent(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR))
+}
+
+impl RootDir {
+    /// Open an existing directory as a root.
+    pub fn open(path: &Path) -> io::Result<RootDir> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno_io)?;
+        Ok(RootDir {
+            root: DirFd(Arc::new(fd)),
+            path: path.to_path_buf(),
+            cache: Mutex::new(None),
+        })
+    }
+
+    /// The host path this root was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The root directory itself.
+    pub fn root(&self) -> DirFd {
+        self.root.clone()
+    }
+
+    /// Read a regular file, following symlinks only inside the root.
+    /// `Ok(None)` when it does not exist; an error when it is not a
+    /// regular file or is larger than `max_len` bytes.
+    pub fn read_file(&self, path: &str, max_len: u64) -> io::Result<Option<Vec<u8>>> {
+        let path = Path::new(path);
+        // O_PATH first: opening a device or FIFO for reading has effects.
+        let probe = match open_in_root(&self.root, path, OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let st = fstat(&probe).map_err(errno_io)?;
+        check_regular(&st, max_len)?;
+        let fd = open_in_root(
+            &self.root,
+            path,
+            OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK,
+        )?;
+        let again = fstat(&fd).map_err(errno_io)?;
+        if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
+            return Err(io::Error::other("file changed while being opened"));
+        }
+        let mut data = Vec::new();
+        File::from(fd).take(max_len + 1).read_to_end(&mut data)?;
+        if data.len() as u64 > max_len {
+            return Err(too_large(max_len));
+        }
+        Ok(Some(data))
+    }
+
+    /// Open the directory at clean relative `path`, every component
+    /// (the last one too) resolved inside the root.
+    pub fn open_dir(&self, path: &Path) -> io::Result<DirFd> {
+        if path.as_os_str().is_empty() {
+            return Ok(self.root());
+        }
+        let fd = open_in_root(&self.root, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+        Ok(DirFd(Arc::new(fd)))
+    }
+
+    /// The directory holding clean relative `path` and the final name.
+    /// With `create`, missing parent directories are made (mode 0755).
+    /// Fails with `InvalidInput` for the root itself.
+    pub fn parent_of<'p>(&self, path: &'p Path, create: bool) -> io::Result<(DirFd, &'p OsStr)> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the root has no parent",
+            ));
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((cached, dir)) = cache.as_ref()
+            && cached == parent
+        {
+            return Ok((dir.clone(), name));
+        }
+        let dir = match self.open_dir(parent) {
+            Err(e) if create && e.raw_os_error() == Some(libc::ENOENT) => self.make_dirs(parent)?,
+            other => other?,
+        };
+        *cache = Some((parent.to_path_buf(), dir.clone()));
+        Ok((dir, name))
+    }
+
+    /// `mkdir -p` inside the root.
+    fn make_dirs(&self, path: &Path) -> io::Result<DirFd> {
+        match self.open_dir(path) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            other => return other,
+        }
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return self.open_dir(path);
+        };
+        let parent = self.make_dirs(parent)?;
+        match mkdirat(&parent, name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(errno_io(e)),
+        }
+        let dir = parent.open_subdir(name)?;
+        // Not subject to the umask: implicit directories are 0755.
+        nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(0o755)).map_err(errno_io)?;
+        Ok(dir)
+    }
+
+    /// Remove `name` in `dir` whatever it is (directories recursively,
+    /// never following symlinks). `Ok(false)` when it did not exist.
+    pub fn remove(&self, dir: &DirFd, name: &OsStr) -> io::Result<bool> {
+        // Whatever was removed may be a component of the cached parent.
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        dir.remove(name)
+    }
+}
+
+fn too_large(max_len: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        format!("larger than {max_len} bytes"),
+    )
+}
+
+fn check_regular(st: &FileStat, max_len: u64) -> io::Result<()> {
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    if st.st_size as u64 > max_len {
+        return Err(too_large(max_len));
+    }
+    Ok(())
+}
+
+/// Set an extended attribute on an open file or directory.
+pub fn fset_xattr(fd: BorrowedFd<'_>, key: &OsStr, value: &[u8]) -> io::Result<()> {
+    let key = cstring(key)?;
+    // SAFETY: valid fd, NUL-terminated key, value pointer and length match.
+    let rc = unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            key.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    Errno::result(rc).map(drop).map_err(errno_io)
+}
+
+impl DirFd {
+    /// Metadata of this directory.
+    pub fn stat_self(&self) -> io::Result<FileStat> {
+        fstat(self).map_err(errno_io)
+    }
+
+    /// Metadata of `name` (not followed); `None` when absent.
+    pub fn stat(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
+        match fstatat(self, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(errno_io(e)),
+        }
+    }
+
+    /// Open the subdirectory `name`; fails if it is a symlink.
+    pub fn open_subdir(&self, name: &OsStr) -> io::Result<DirFd> {
+        let fd = openat(
+            self,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno_io)?;
+        Ok(DirFd(Arc::new(fd)))
+    }
+
+    /// Create directory `name`.
+    pub fn mkdir(&self, name: &OsStr, mode: u32) -> io::Result<()> {
+        mkdirat(self, name, Mode::from_bits_truncate(mode)).map_err(errno_io)
+    }
+
+    /// Create a new regular file `name` for writing; fails if anything
+    /// (a symlink included) is already there.
+    pub fn create_file(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        let fd = openat(
+            self,
+            name,
+            OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NOCTTY,
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(errno_io)?;
+        Ok(File::from(fd))
+    }
+
+    /// Create symlink `name` holding `target` verbatim.
+    pub fn symlink(&self, name: &OsStr, target: &OsStr) -> io::Result<()> {
+        symlinkat(target, self, name).map_err(errno_io)
+    }
+
+    /// Make `name` a hard link to `src_name` in `src_dir` (a symlink there
+    /// is linked itself, not followed).
+    pub fn hardlink(&self, name: &OsStr, src_dir: &DirFd, src_name: &OsStr) -> io::Result<()> {
+        linkat(src_dir, src_name, self, name, AtFlags::empty()).map_err(errno_io)
+    }
+
+    /// Create a device node or FIFO `name`.
+    pub fn mknod(&self, name: &OsStr, kind: SFlag, mode: u32, dev: libc::dev_t) -> io::Result<()> {
+        mknodat(self, name, kind, Mode::from_bits_truncate(mode), dev).map_err(errno_io)
+    }
+
+    /// Change the owner of `name` (a symlink itself, not its target).
+    pub fn chown(&self, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
+        fchownat(
+            self,
+            name,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno_io)
+    }
+
+    /// Change the mode of `name`, never following a symlink.
+    pub fn chmod(&self, name: &OsStr, mode: u32) -> io::Result<()> {
+        let c_name = cstring(name)?;
+        // SAFETY: valid fd and NUL-terminated name.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fchmodat2,
+                self.as_fd().as_raw_fd(),
+                c_name.as_ptr(),
+                mode as libc::mode_t,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        match Errno::result(rc) {
+            Ok(_) => Ok(()),
+            // Kernels before 6.6: check the type, then plain fchmodat.
+            Err(Errno::ENOSYS) => {
+                let st = self.stat(name)?.ok_or_else(|| errno_io(Errno::ENOENT))?;
+                if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                    return Err(errno_io(Errno::EOPNOTSUPP));
+                }
+                nix::sys::stat::fchmodat(
+                    self,
+                    name,
+                    Mode::from_bits_truncate(mode),
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                )
+                .map_err(errno_io)
+            }
+            Err(e) => Err(errno_io(e)),
+        }
+    }
+
+    /// Set access and modification times of `name` (not followed).
+    pub fn set_times(&self, name: &OsStr, atime: &TimeSpec, mtime: &TimeSpec) -> io::Result<()> {
+        nix::sys::stat::utimensat(self, name, atime, mtime, UtimensatFlags::NoFollowSymlink)
+            .map_err(errno_io)
+    }
+
+    /// Set extended attribute `key` on `name` (a symlink itself).
+    pub fn set_xattr(&self, name: &OsStr, key: &OsStr, value: &[u8]) -> io::Result<()> {
+        // The magic link names this very directory; the final component
+        // is not followed by lsetxattr.
+        let mut path = format!("/proc/self/fd/{}/", self.as_fd().as_raw_fd()).into_bytes();
+        path.extend_from_slice(name.as_bytes());
+        let path = cstring(OsStr::from_bytes(&path))?;
+        let key = cstring(key)?;
+        // SAFETY: NUL-terminated strings, value pointer and length match.
+        let rc = unsafe {
+            libc::lsetxattr(
+                path.as_ptr(),
+                key.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        Errno::result(rc).map(drop).map_err(errno_io)
+    }
+
+    /// The names in this directory, without `.` and `..`.
+    pub fn list(&self) -> io::Result<Vec<OsString>> {
+        // A fresh open: its own offset, and closedir owns it.
+        let fd = openat(
+            self,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno_io)?;
+        let raw = fd.into_raw_fd();
+        // SAFETY: raw is an open directory fd whose ownership passes to dirp.
+        let dirp = unsafe { libc::fdopendir(raw) };
+        if dirp.is_null() {
+            let err = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so raw is still ours to close.
+            unsafe { libc::close(raw) };
+            return Err(err);
+        }
+        let mut names = Vec::new();
+        let result = loop {
+            Errno::clear();
+            // SAFETY: dirp is a valid DIR stream until closedir below.
+            let ent = unsafe { libc::readdir64(dirp) };
+            if ent.is_null() {
+                match Errno::last_raw() {
+                    0 => break Ok(()),
+                    e => break Err(io::Error::from_raw_os_error(e)),
+                }
+            }
+            // SAFETY: readdir returned a valid entry with a NUL-terminated name.
+            let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsString::from_vec(name.to_vec()));
+            }
+        };
+        // SAFETY: dirp is valid and closed exactly once.
+        unsafe { libc::closedir(dirp) };
+        result.map(|()| names)
+    }
+
+    /// Remove `name` whatever it is; directories recursively. Symlinks are
+    /// removed, never followed. `Ok(false)` when absent.
+    fn remove(&self, name: &OsStr) -> io::Result<bool> {
+        match unlinkat(self, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(Errno::EISDIR) => self.remove_tree(name).map(|()| true),
+            Err(e) => Err(errno_io(e)),
+        }
+    }
+
+    fn remove_tree(&self, name: &OsStr) -> io::Result<()> {
+        let dir = self.open_subdir(name)?;
+        // Read-only directories must still be emptied when not root.
+        let mode = dir.stat_self()?.st_mode & 0o7777;
+        if mode & 0o700 != 0o700 {
+            nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(mode | 0o700))
+                .map_err(errno_io)?;
+        }
+        for child in dir.list()? {
+            dir.remove(&child)?;
+        }
+        unlinkat(self, name, UnlinkatFlags::RemoveDir).map_err(errno_io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn clean_path_rules() {
+        let ok = |raw: &str, want: &str| assert_eq!(clean_path(raw.as_bytes()), Ok(PathBuf::from(want)));
+        ok("/etc/passwd", "etc/passwd");
+        ok("./a//b/./c/", "a/b/c");
+        ok("a/../b", "b");
+        ok("./", "");
+        ok("/", "");
+        assert!(clean_path(b"../x").is_err());
+        assert!(clean_path(b"a/../../x").is_err());
+        assert!(clean_path(b"a\0b").is_err());
+    }
+
+    #[test]
+    fn read_file_stays_inside_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let host = tmp.path().join("host-secret");
+        std::fs::write(&host, "host").unwrap();
+        std::fs::write(root.join("etc/real"), "inside").unwrap();
+        // Absolute, relative-climbing and chained symlinks all stay in root.
+        symlink(&host, root.join("etc/abs")).unwrap();
+        symlink("../../../host-secret", root.join("etc/rel")).unwrap();
+        symlink("/etc/rel", root.join("etc/chain")).unwrap();
+        symlink("/etc/real", root.join("etc/good")).unwrap();
+        let r = RootDir::open(&root).unwrap();
+        assert_eq!(r.read_file("/etc/abs", 100).unwrap(), None);
+        assert_eq!(r.read_file("etc/rel", 100).unwrap(), None);
+        assert_eq!(r.read_file("etc/chain", 100).unwrap(), None);
+        assert_eq!(r.read_file("/etc/good", 100).unwrap().unwrap(), b"inside");
+        assert_eq!(r.read_file("/../../etc/real", 100).unwrap().unwrap(), b"inside");
+        assert!(r.read_file("/etc/real", 3).is_err());
+        assert!(r.read_file("/etc", 100).is_err());
+    }
+}

@@ -1,1 +1,180 @@
-//! TODO
+//! Resolve a reference to one image: follow an index to the platform's
+//! manifest, fetch the config, and list the layers with their diff_ids.
+//! Manifest and config bytes are kept exactly as the registry sent them,
+//! since their digests are the image's identity.
+
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+
+use crate::digest::Digest;
+use crate::platform::{self, Platform};
+use crate::reference::ImageRef;
+use crate::registry::{self, RawManifest, Registry};
+use crate::{Error, Result};
+
+/// One layer to fetch: the blob and what it must decompress to.
+#[derive(Debug, Clone)]
+pub struct LayerRef {
+    /// Digest of the (compressed) blob.
+    pub digest: Digest,
+    /// Size of the blob in bytes, from the manifest.
+    pub size: u64,
+    /// The blob's media type (tells its compression).
+    pub media_type: String,
+    /// Digest of the uncompressed tar, from the config's rootfs.diff_ids.
+    pub diff_id: Digest,
+}
+
+/// An image resolved to one platform, with everything verified but the layers.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The reference it was resolved from.
+    pub reference: ImageRef,
+    /// The index or manifest list the reference pointed at, if any.
+    pub index: Option<RawManifest>,
+    /// The image manifest.
+    pub manifest: RawManifest,
+    /// The config blob, byte for byte (its sha256 is the image ID).
+    pub config_bytes: Vec<u8>,
+    /// The config's digest: the image ID.
+    pub config_digest: Digest,
+    /// The parsed config.
+    pub config: ImageConfiguration,
+    /// Layers, lowest first.
+    pub layers: Vec<LayerRef>,
+}
+
+impl ResolvedImage {
+    /// The image's platform as its config states it.
+    pub fn platform(&self) -> Platform {
+        Platform::new(
+            &self.config.os().to_string(),
+            &self.config.architecture().to_string(),
+            self.config.variant().as_deref(),
+        )
+    }
+}
+
+/// Resolve the registry's image for `wanted`.
+pub async fn resolve(registry: &Registry, wanted: &Platform) -> Result<ResolvedImage> {
+    let reference = registry.image().clone();
+    let top = registry.manifest(reference.reference_string()).await?;
+    let (index, manifest) = if is_index(&top.media_type) {
+        let child = select_child(&reference, &top, wanted)?;
+        let manifest = registry.manifest(&child.to_string()).await?;
+        if is_index(&manifest.media_type) {
+            return Err(Error::UnsupportedManifest {
+                reference: format!("{}@{child}", reference.familiar_repository()),
+                media_type: manifest.media_type,
+                reason: "an index nested in an index is not supported".into(),
+            });
+        }
+        (Some(top), manifest)
+    } else {
+        (None, top)
+    };
+    let parsed: ImageManifest = parse_json("manifest", &manifest.digest, &manifest.bytes)?;
+    let config_desc = parsed.config();
+    let config_digest = Digest::parse(config_desc.digest().as_ref())?;
+    let config_bytes = registry
+        .blob_bytes(
+            "config",
+            &config_digest,
+            config_desc.size(),
+            registry::CONFIG_LIMIT,
+        )
+        .await?;
+    let config: ImageConfiguration = parse_json("config", &config_digest, &config_bytes)?;
+    let layers = layer_refs(&parsed, &config, &manifest.digest)?;
+    Ok(ResolvedImage {
+        reference,
+        index,
+        manifest,
+        config_bytes,
+        config_digest,
+        config,
+        layers,
+    })
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == registry::OCI_INDEX || media_type == registry::DOCKER_MANIFEST_LIST
+}
+
+/// Pick the index entry for `wanted`; the error lists what the image has.
+fn select_child(reference: &ImageRef, index: &RawManifest, wanted: &Platform) -> Result<Digest> {
+    let parsed: ImageIndex = parse_json("index", &index.digest, &index.bytes)?;
+    let platforms: Vec<Option<Platform>> = parsed
+        .manifests()
+        .iter()
+        .map(|m| {
+            m.platform().as_ref().map(|p| {
+                Platform::new(
+                    &p.os().to_string(),
+                    &p.architecture().to_string(),
+                    p.variant().as_deref(),
+                )
+            })
+        })
+        .collect();
+    match platform::select(wanted, &platforms) {
+        Some(i) => Ok(Digest::parse(parsed.manifests()[i].digest().as_ref())?),
+        None => {
+            let mut available: Vec<String> = platforms
+                .iter()
+                .flatten()
+                .filter(|p| p.os != "unknown")
+                .map(|p| p.to_string())
+                .collect();
+            available.dedup();
+            Err(Error::NoMatchingPlatform {
+                reference: reference.to_string(),
+                wanted: wanted.to_string(),
+                available: if available.is_empty() {
+                    "(no platforms)".into()
+                } else {
+                    available.join(", ")
+                },
+            })
+        }
+    }
+}
+
+fn layer_refs(
+    manifest: &ImageManifest,
+    config: &ImageConfiguration,
+    manifest_digest: &Digest,
+) -> Result<Vec<LayerRef>> {
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(Error::Malformed {
+            what: "manifest".into(),
+            digest: manifest_digest.to_string(),
+            reason: format!(
+                "{} layers but the config lists {} diff_ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            ),
+        });
+    }
+    manifest
+        .layers()
+        .iter()
+        .zip(diff_ids)
+        .map(|(layer, diff_id)| {
+            Ok(LayerRef {
+                digest: Digest::parse(layer.digest().as_ref())?,
+                size: layer.size(),
+                media_type: layer.media_type().to_string(),
+                diff_id: Digest::parse(diff_id)?,
+            })
+        })
+        .collect()
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, digest: &Digest, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Malformed {
+        what: what.into(),
+        digest: digest.to_string(),
+        reason: e.to_string(),
+    })
+}

@@ -6,6 +6,7 @@
 //! ([`unpack`] into a [`fsroot::RootDir`] → [`bundle`]) | [`export`].
 
 pub mod bundle;
+pub mod digest;
 pub mod error;
 pub mod export;
 pub mod fsroot;
@@ -13,8 +14,57 @@ pub mod image;
 pub mod layer;
 pub mod output;
 pub mod platform;
+pub mod pull;
+
 pub mod reference;
 pub mod registry;
 pub mod unpack;
 
 pub use error::{Error, Result};
+
+use std::path::Path;
+
+pub use image::ResolvedImage;
+pub use platform::Platform;
+pub use reference::ImageRef;
+pub use registry::{Registry, RegistryOptions};
+
+/// How to pull: where and as whom, and for which platform.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Transport and credentials.
+    pub registry: RegistryOptions,
+    /// The platform to pick from a multi-platform image.
+    pub platform: Platform,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            registry: RegistryOptions::default(),
+            platform: Platform::host(),
+        }
+    }
+}
+
+/// Resolve `reference` to one image (manifest and config fetched and
+/// verified; layers not yet fetched).
+pub async fn resolve(reference: &ImageRef, opts: &PullOptions) -> Result<(Registry, ResolvedImage)> {
+    let registry = Registry::connect(reference, &opts.registry)?;
+    let image = image::resolve(&registry, &opts.platform).await?;
+    Ok((registry, image))
+}
+
+/// Pull `reference` into a `docker load`-able tarball at `target`, tagged
+/// with the name it was pulled by. Nothing appears at `target` unless every
+/// blob and layer verified.
+pub async fn export_tarball(
+    reference: &ImageRef,
+    target: &Path,
+    opts: &PullOptions,
+) -> Result<ResolvedImage> {
+    let (registry, image) = resolve(reference, opts).await?;
+    let tags: Vec<String> = reference.familiar_tagged().into_iter().collect();
+    export::docker_tarball(&registry, &image, target, &tags).await?;
+    Ok(image)
+}

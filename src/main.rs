@@ -1,1 +1,152 @@
-fn main() {}
+//! The `occystrap` command: parse arguments, call the library, map errors
+//! to exit codes.
+
+mod cli;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use occystrap::error::ErrorKind;
+use occystrap::{Error, ImageRef, Platform, PullOptions, RegistryOptions};
+
+use cli::{Cli, Command, Global};
+
+/// Exit codes: documented in the README.
+fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Usage => 2,
+        ErrorKind::NotFound => 3,
+        ErrorKind::Integrity => 4,
+        ErrorKind::Io => 5,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("occystrap: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("occystrap: {e}");
+            ExitCode::from(exit_code(e.kind()))
+        }
+    }
+}
+
+fn init_logging(global: &Global) {
+    let level = if global.quiet {
+        tracing::Level::ERROR
+    } else if global.verbose >= 2 {
+        tracing::Level::DEBUG
+    } else if global.verbose == 1 || std::io::stderr().is_terminal() {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let opts = pull_options(&cli.global)?;
+    match cli.command {
+        Command::Export { reference, output } => {
+            let reference: ImageRef = reference.parse()?;
+            let image = occystrap::export_tarball(&reference, &output, &opts).await?;
+            report_written(&output, &image);
+        }
+        Command::FetchToTarfile { args } => {
+            let (registry, image, tag, output) = cli::legacy_args(&args);
+            let reference = ImageRef::from_parts(registry, image, tag)?;
+            let output = std::path::PathBuf::from(output);
+            let image = occystrap::export_tarball(&reference, &output, &opts).await?;
+            report_written(&output, &image);
+        }
+        Command::Inspect { reference } => {
+            let reference: ImageRef = reference.parse()?;
+            let (_, image) = occystrap::resolve(&reference, &opts).await?;
+            println!("{}", inspect_json(&image));
+        }
+    }
+    Ok(())
+}
+
+fn report_written(output: &std::path::Path, image: &occystrap::ResolvedImage) {
+    tracing::info!(
+        "wrote {} ({}, image ID {})",
+        output.display(),
+        image.reference,
+        image.config_digest
+    );
+}
+
+fn inspect_json(image: &occystrap::ResolvedImage) -> String {
+    let layers: Vec<_> = image
+        .layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "digest": l.digest.to_string(),
+                "size": l.size,
+                "mediaType": l.media_type,
+                "diffID": l.diff_id.to_string(),
+            })
+        })
+        .collect();
+    let value = serde_json::json!({
+        "reference": image.reference.to_string(),
+        "indexDigest": image.index.as_ref().map(|i| i.digest.to_string()),
+        "manifestDigest": image.manifest.digest.to_string(),
+        "manifestMediaType": image.manifest.media_type,
+        "imageID": image.config_digest.to_string(),
+        "platform": image.platform().to_string(),
+        "layers": layers,
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+/// Platform from `--platform`, or the host's with `--os/--architecture/--variant` applied.
+fn pull_options(global: &Global) -> Result<PullOptions, Error> {
+    let platform = match &global.platform {
+        Some(p) => p.parse::<Platform>()?,
+        None => {
+            let host = Platform::host();
+            let os = global.os.as_deref().unwrap_or(&host.os);
+            let arch = global.architecture.as_deref().unwrap_or(&host.architecture);
+            let variant = match (&global.variant, &global.architecture) {
+                (Some(v), _) => Some(v.as_str()),
+                (None, Some(_)) => None,
+                (None, None) => host.variant.as_deref(),
+            };
+            Platform::new(os, arch, variant)
+        }
+    };
+    let credentials = match (&global.username, &global.password) {
+        (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+        (None, None) => None,
+        _ => {
+            return Err(Error::Usage(
+                "--username and --password go together".into(),
+            ));
+        }
+    };
+    Ok(PullOptions {
+        registry: RegistryOptions {
+            insecure: global.insecure,
+            credentials,
+        },
+        platform,
+    })
+}

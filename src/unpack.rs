@@ -1,15 +1,713 @@
-//! Apply a layer's tar entries to a root directory.
+//! Apply one layer's tar entries to a root directory, as the OCI image
+//! spec's `layer.md` says.
+//!
+//! The `tar` crate only parses; every filesystem change goes through
+//! [`RootDir`], which resolves parents inside the root and never follows
+//! the final component.
+//!
+//! # Rules
+//! - An entry replaces whatever is at its path, except a directory over a
+//!   directory, which only updates owner, mode, times and xattrs. A file is
+//!   replaced by unlink and create, so its former hardlink peers keep the
+//!   old content.
+//! - Missing parent directories are created (0755, owned by the caller).
+//! - Owners are the header's numeric ids (`lchown` semantics); the mode is
+//!   set after the owner (chown clears setuid), xattrs (PAX
+//!   `SCHILY.xattr.*`, `security.capability` included) after both, times
+//!   last. Directories are created owner-writable; their real mode and
+//!   times are applied at the end of the layer, after their contents, so
+//!   read-only directories still receive the layer's files.
+//! - Whiteouts (`.wh.NAME`, opaque `.wh..wh..opq`) remove content of lower
+//!   layers only, wherever they sit in the tar: the paths this layer has
+//!   written are remembered and spared. Names match exactly. A whiteout of
+//!   an absent path does nothing. Other `.wh..wh.*` names are aufs
+//!   bookkeeping and are skipped.
+//!
+//! # Hostile layers: refused or confined
+//! | what the layer tries | outcome |
+//! | --- | --- |
+//! | `..` climbing above the root (entry, hardlink target, whiteout) | refused: [`UnpackError::Hostile`] |
+//! | a name holding a NUL byte | refused: [`UnpackError::Hostile`] |
+//! | a non-directory entry at the root itself (`./`) | refused: [`UnpackError::Hostile`] |
+//! | absolute entry path `/x` | confined: written at `<root>/x` |
+//! | `a/../b` | confined: cleaned to `b` |
+//! | a path through a symlink (absolute, relative, chained; from any layer) | confined: resolved as if the root were `/` (so `var/run -> /run` then `var/run/x` writes `<root>/run/x`); when the in-root target is missing or not a directory the entry fails with [`UnpackError::Malformed`] |
+//! | an entry at a path holding a symlink | confined: the symlink is replaced, its target untouched |
+//! | hardlink to `/abs` or through symlinks | confined: the target is looked up inside the root; a missing target or a directory fails with [`UnpackError::Malformed`] |
+//! | hardlink to a symlink | confined: links the symlink itself |
+//! | whiteout through a symlink | confined: resolved inside the root; the final name is removed, never followed |
+//!
+//! # Not root
+//! Owners are kept only when asked (default: when running as root).
+//! Device nodes that cannot be created for lack of privilege are skipped
+//! with a warning, and so are xattrs the filesystem or the caller cannot
+//! set. Read-only directories of lower layers are made writable for the
+//! layer and get their mode back at its end.
 
-/// Why a layer could not be applied.
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, futimens};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, fchown};
+use tar::EntryType;
+
+use crate::fsroot::{DirFd, RootDir, clean_path, fset_xattr};
+
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
+const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
+const COPY_BUFFER: usize = 128 * 1024;
+
+/// How to apply a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackOptions {
+    /// Apply whiteouts (true, default) or keep `.wh.*` files as ordinary
+    /// files (for forensic per-layer extraction).
+    pub apply_whiteouts: bool,
+    /// chown entries to the tar header's numeric uid/gid (default: true
+    /// when running as root).
+    pub preserve_owners: bool,
+}
+
+impl Default for UnpackOptions {
+    fn default() -> Self {
+        UnpackOptions {
+            apply_whiteouts: true,
+            preserve_owners: nix::unistd::geteuid().is_root(),
+        }
+    }
+}
+
+/// What applying a layer did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Tar entries seen (whiteouts included).
+    pub entries: u64,
+    /// Bytes of regular file content written.
+    pub bytes: u64,
+    /// Whiteout entries seen (opaque markers included).
+    pub whiteouts: u64,
+}
+
+/// Why a layer could not be applied. Every variant but `Tar` names the
+/// entry's path as written in the layer.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("placeholder")]
-    Placeholder,
+    /// The tar stream itself is malformed or truncated.
+    #[error("malformed layer tar: {0}")]
+    Tar(#[source] io::Error),
+    /// An entry cannot be applied as written (bad header field, hardlink to
+    /// a missing file, a parent that is not a directory...).
+    #[error("{}: malformed entry: {reason}", path.display())]
+    Malformed { path: PathBuf, reason: String },
+    /// The entry tries to reach outside the root.
+    #[error("{}: refused hostile entry: {reason}", path.display())]
+    Hostile { path: PathBuf, reason: String },
+    /// The entry's content could not be read from the layer stream.
+    #[error("{}: reading content from the layer: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A local filesystem operation failed.
+    #[error("{}: {op}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl UnpackError {
-    /// True when the layer itself is at fault (malformed or hostile).
+    /// True when the layer itself is at fault (malformed or hostile); false
+    /// for local I/O trouble.
     pub fn is_integrity(&self) -> bool {
-        true
+        !matches!(self, UnpackError::Io { .. })
+    }
+}
+
+type Result<T, E = UnpackError> = std::result::Result<T, E>;
+
+fn io_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> UnpackError {
+    move |source| UnpackError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+fn malformed(path: &Path, reason: impl Into<String>) -> UnpackError {
+    UnpackError::Malformed {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn hostile(path: &Path, reason: impl Into<String>) -> UnpackError {
+    UnpackError::Hostile {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn errno_is(e: &io::Error, codes: &[i32]) -> bool {
+    e.raw_os_error().is_some_and(|c| codes.contains(&c))
+}
+
+fn is_dir(st: &FileStat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+/// Apply one uncompressed layer tar stream to `root`. Reads the archive up
+/// to its end-of-archive marker, not necessarily to the end of the stream.
+pub fn apply_layer<R: Read>(
+    root: &RootDir,
+    layer: R,
+    opts: &UnpackOptions,
+) -> Result<LayerStats, UnpackError> {
+    let mut archive = tar::Archive::new(layer);
+    let mut applier = Applier::new(root, opts);
+    for entry in archive.entries().map_err(UnpackError::Tar)? {
+        let mut entry = entry.map_err(UnpackError::Tar)?;
+        applier.apply(&mut entry)?;
+    }
+    applier.finish()?;
+    Ok(applier.stats)
+}
+
+/// Metadata of an entry, from its header and PAX records.
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    atime: TimeSpec,
+    mtime: TimeSpec,
+    xattrs: Vec<(OsString, Vec<u8>)>,
+}
+
+/// A directory whose mode (and times) are applied at the end of the layer.
+struct Pending {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    times: Option<(TimeSpec, TimeSpec)>,
+}
+
+struct Applier<'a> {
+    root: &'a RootDir,
+    opts: &'a UnpackOptions,
+    is_root: bool,
+    /// Paths this layer wrote, spared by its whiteouts.
+    added: HashSet<PathBuf>,
+    /// Directories above the paths this layer wrote.
+    added_ancestors: HashSet<PathBuf>,
+    pending: Vec<Pending>,
+    stats: LayerStats,
+    buf: Vec<u8>,
+}
+
+impl<'a> Applier<'a> {
+    fn new(root: &'a RootDir, opts: &'a UnpackOptions) -> Self {
+        Applier {
+            root,
+            opts,
+            is_root: nix::unistd::geteuid().is_root(),
+            added: HashSet::new(),
+            added_ancestors: HashSet::new(),
+            pending: Vec::new(),
+            stats: LayerStats::default(),
+            buf: vec![0; COPY_BUFFER],
+        }
+    }
+
+    fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        self.stats.entries += 1;
+        let raw = entry.path_bytes().into_owned();
+        let shown = PathBuf::from(OsString::from_vec(raw.clone()));
+        let path = clean_path(&raw).map_err(|reason| hostile(&shown, reason))?;
+        let mut kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            return Ok(());
+        }
+        if self.opts.apply_whiteouts
+            && let Some(name) = path.file_name()
+            && name.as_bytes().starts_with(WHITEOUT_PREFIX)
+        {
+            self.stats.whiteouts += 1;
+            return self.whiteout(&path, name.as_bytes());
+        }
+        // Old tars mark directories only by a trailing slash.
+        if kind == EntryType::Regular && raw.ends_with(b"/") {
+            kind = EntryType::Directory;
+        }
+        if path.as_os_str().is_empty() && kind != EntryType::Directory {
+            return Err(hostile(&shown, "entry would replace the root directory"));
+        }
+        let meta = read_meta(entry, &path)?;
+        match kind {
+            EntryType::Directory => self.directory(&path, &meta)?,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.regular(&path, entry, &meta)?
+            }
+            EntryType::Symlink => {
+                let target = link_target(entry, &path)?;
+                self.symlink(&path, &target, &meta)?
+            }
+            EntryType::Link => {
+                let target = link_target(entry, &path)?;
+                self.hardlink(&path, target.as_bytes())?
+            }
+            EntryType::Char => self.node(&path, SFlag::S_IFCHR, device(entry, &path)?, &meta)?,
+            EntryType::Block => self.node(&path, SFlag::S_IFBLK, device(entry, &path)?, &meta)?,
+            EntryType::Fifo => self.node(&path, SFlag::S_IFIFO, 0, &meta)?,
+            other => return Err(malformed(&path, format!("unsupported entry type {other:?}"))),
+        }
+        self.mark_added(path);
+        Ok(())
+    }
+
+    fn mark_added(&mut self, path: PathBuf) {
+        for parent in path.ancestors().skip(1) {
+            if parent.as_os_str().is_empty() || !self.added_ancestors.insert(parent.to_path_buf())
+            {
+                break;
+            }
+        }
+        self.added.insert(path);
+    }
+
+    // ---- whiteouts ----
+
+    fn whiteout(&mut self, path: &Path, name: &[u8]) -> Result<()> {
+        let parent = path.parent().unwrap_or(Path::new(""));
+        if name == OPAQUE_MARKER {
+            return self.clear_lower_children(parent);
+        }
+        if name.starts_with(AUFS_META_PREFIX) {
+            return Ok(());
+        }
+        let victim = &name[WHITEOUT_PREFIX.len()..];
+        if matches!(victim, b"" | b"." | b"..") {
+            return Err(malformed(path, "whiteout names no entry"));
+        }
+        self.remove_lower(&parent.join(OsStr::from_bytes(victim)))
+    }
+
+    /// Remove what lower layers have at `path`, sparing what this layer wrote.
+    fn remove_lower(&mut self, path: &Path) -> Result<()> {
+        if self.added.contains(path) || self.added_ancestors.contains(path) {
+            return self.clear_lower_children(path);
+        }
+        let (dir, name) = match self.root.parent_of(path, false) {
+            Ok(found) => found,
+            Err(e) if errno_is(&e, &[libc::ENOENT, libc::ENOTDIR]) => return Ok(()),
+            Err(e) => return Err(io_err(path, "resolving whiteout")(e)),
+        };
+        if let Some(parent) = path.parent() {
+            self.make_writable(parent, &dir)?;
+        }
+        self.root
+            .remove(&dir, name)
+            .map_err(io_err(path, "removing whited-out entry"))?;
+        Ok(())
+    }
+
+    /// Remove lower-layer children of directory `path` (a symlink there is
+    /// not a directory and has no children).
+    fn clear_lower_children(&mut self, path: &Path) -> Result<()> {
+        let Some(dir) = self.real_dir(path)? else {
+            return Ok(());
+        };
+        self.make_writable(path, &dir)?;
+        let names = dir.list().map_err(io_err(path, "listing directory"))?;
+        for name in names {
+            self.remove_lower(&path.join(name))?;
+        }
+        Ok(())
+    }
+
+    /// The directory at `path`, its final component not followed; `None`
+    /// when there is no directory there.
+    fn real_dir(&self, path: &Path) -> Result<Option<DirFd>> {
+        if path.as_os_str().is_empty() {
+            return Ok(Some(self.root.root()));
+        }
+        let absent = [libc::ENOENT, libc::ENOTDIR, libc::ELOOP];
+        let opened = self
+            .root
+            .parent_of(path, false)
+            .and_then(|(dir, name)| dir.open_subdir(name));
+        match opened {
+            Ok(dir) => Ok(Some(dir)),
+            Err(e) if errno_is(&e, &absent) => Ok(None),
+            Err(e) => Err(io_err(path, "opening directory")(e)),
+        }
+    }
+
+    // ---- entries ----
+
+    /// The parent directory of `path` (created if missing) and its name.
+    fn parent<'p>(&mut self, path: &'p Path) -> Result<(DirFd, &'p OsStr)> {
+        let (dir, name) = self.root.parent_of(path, true).map_err(|e| {
+            if errno_is(&e, &[libc::ENOTDIR, libc::EEXIST, libc::ELOOP, libc::ENOENT]) {
+                malformed(path, format!("parent is not a directory in the root: {e}"))
+            } else {
+                io_err(path, "opening parent directory")(e)
+            }
+        })?;
+        if let Some(parent) = path.parent() {
+            self.make_writable(parent, &dir)?;
+        }
+        Ok((dir, name))
+    }
+
+    /// The parent of `path` with nothing left at `path`.
+    fn empty_slot<'p>(&mut self, path: &'p Path) -> Result<(DirFd, &'p OsStr)> {
+        let (dir, name) = self.parent(path)?;
+        self.root
+            .remove(&dir, name)
+            .map_err(io_err(path, "removing the entry it replaces"))?;
+        Ok((dir, name))
+    }
+
+    /// When not root, lets a read-only lower directory receive entries,
+    /// and restores its mode at the end of the layer.
+    fn make_writable(&mut self, path: &Path, dir: &DirFd) -> Result<()> {
+        if self.is_root {
+            return Ok(());
+        }
+        let st = dir.stat_self().map_err(io_err(path, "stat"))?;
+        let mode = st.st_mode & 0o7777;
+        if mode & 0o300 == 0o300 {
+            return Ok(());
+        }
+        fchmod(dir, Mode::from_bits_truncate(mode | 0o700))
+            .map_err(|e| io_err(path, "making directory writable")(e.into()))?;
+        self.pending.push(Pending {
+            path: path.to_path_buf(),
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode,
+            times: None,
+        });
+        Ok(())
+    }
+
+    fn directory(&mut self, path: &Path, meta: &Meta) -> Result<()> {
+        let dir = if path.as_os_str().is_empty() {
+            self.root.root()
+        } else {
+            let (parent, name) = self.parent(path)?;
+            let existing = parent.stat(name).map_err(io_err(path, "stat"))?;
+            if !existing.as_ref().is_some_and(is_dir) {
+                if existing.is_some() {
+                    self.root
+                        .remove(&parent, name)
+                        .map_err(io_err(path, "removing the entry it replaces"))?;
+                }
+                parent
+                    .mkdir(name, 0o700)
+                    .map_err(io_err(path, "creating directory"))?;
+            }
+            parent
+                .open_subdir(name)
+                .map_err(io_err(path, "opening directory"))?
+        };
+        self.fd_owner(&dir, path, meta)?;
+        self.fd_xattrs(&dir, path, meta)?;
+        let st = dir.stat_self().map_err(io_err(path, "stat"))?;
+        let current = st.st_mode & 0o7777;
+        if !self.is_root && current & 0o700 != 0o700 {
+            fchmod(&dir, Mode::from_bits_truncate(current | 0o700))
+                .map_err(|e| io_err(path, "making directory writable")(e.into()))?;
+        }
+        self.pending.push(Pending {
+            path: path.to_path_buf(),
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode: meta.mode,
+            times: Some((meta.atime, meta.mtime)),
+        });
+        Ok(())
+    }
+
+    fn regular<R: Read>(
+        &mut self,
+        path: &Path,
+        entry: &mut tar::Entry<'_, R>,
+        meta: &Meta,
+    ) -> Result<()> {
+        let (dir, name) = self.empty_slot(path)?;
+        let mut file = dir
+            .create_file(name, 0o600)
+            .map_err(io_err(path, "creating file"))?;
+        loop {
+            let n = match entry.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(UnpackError::Read {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            };
+            file.write_all(&self.buf[..n])
+                .map_err(io_err(path, "writing file"))?;
+            self.stats.bytes += n as u64;
+        }
+        self.fd_owner(&file, path, meta)?;
+        fchmod(&file, Mode::from_bits_truncate(meta.mode))
+            .map_err(|e| io_err(path, "chmod")(e.into()))?;
+        self.fd_xattrs(&file, path, meta)?;
+        futimens(&file, &meta.atime, &meta.mtime).map_err(|e| io_err(path, "setting times")(e.into()))
+    }
+
+    fn symlink(&mut self, path: &Path, target: &OsStr, meta: &Meta) -> Result<()> {
+        if target.is_empty() {
+            return Err(malformed(path, "symlink with an empty target"));
+        }
+        let (dir, name) = self.empty_slot(path)?;
+        dir.symlink(name, target)
+            .map_err(io_err(path, "creating symlink"))?;
+        self.name_metadata(&dir, name, path, meta, false)
+    }
+
+    fn hardlink(&mut self, path: &Path, target_raw: &[u8]) -> Result<()> {
+        let shown = String::from_utf8_lossy(target_raw);
+        let target = clean_path(target_raw)
+            .map_err(|reason| hostile(path, format!("hardlink target {shown:?}: {reason}")))?;
+        if target.as_os_str().is_empty() {
+            return Err(hostile(path, "hardlink to the root directory"));
+        }
+        let missing = || malformed(path, format!("hardlink target {shown:?} does not exist"));
+        let (src_dir, src_name) = match self.root.parent_of(&target, false) {
+            Ok(found) => found,
+            Err(e) if errno_is(&e, &[libc::ENOENT, libc::ENOTDIR]) => return Err(missing()),
+            Err(e) => return Err(io_err(path, "resolving hardlink target")(e)),
+        };
+        let src = src_dir
+            .stat(src_name)
+            .map_err(io_err(path, "stat of hardlink target"))?
+            .ok_or_else(missing)?;
+        if is_dir(&src) {
+            return Err(malformed(path, format!("hardlink target {shown:?} is a directory")));
+        }
+        let (dir, name) = self.parent(path)?;
+        if let Some(st) = dir.stat(name).map_err(io_err(path, "stat"))? {
+            if (st.st_dev, st.st_ino) == (src.st_dev, src.st_ino) {
+                return Ok(());
+            }
+            self.root
+                .remove(&dir, name)
+                .map_err(io_err(path, "removing the entry it replaces"))?;
+        }
+        dir.hardlink(name, &src_dir, src_name)
+            .map_err(io_err(path, "creating hardlink"))
+    }
+
+    fn node(&mut self, path: &Path, kind: SFlag, dev: libc::dev_t, meta: &Meta) -> Result<()> {
+        let (dir, name) = self.empty_slot(path)?;
+        match dir.mknod(name, kind, 0o600, dev) {
+            Ok(()) => {}
+            Err(e) if !self.is_root && kind != SFlag::S_IFIFO && errno_is(&e, &[libc::EPERM]) => {
+                tracing::warn!(path = %path.display(), "skipping device node: not root");
+                return Ok(());
+            }
+            Err(e) => return Err(io_err(path, "creating node")(e)),
+        }
+        self.name_metadata(&dir, name, path, meta, true)
+    }
+
+    // ---- metadata ----
+
+    fn fd_owner(&self, fd: &impl AsFd, path: &Path, meta: &Meta) -> Result<()> {
+        if !self.opts.preserve_owners {
+            return Ok(());
+        }
+        fchown(
+            fd,
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+        )
+        .map_err(|e| io_err(path, "chown")(e.into()))
+    }
+
+    fn fd_xattrs(&self, fd: &impl AsFd, path: &Path, meta: &Meta) -> Result<()> {
+        for (key, value) in &meta.xattrs {
+            self.xattr_result(path, key, fset_xattr(fd.as_fd(), key, value))?;
+        }
+        Ok(())
+    }
+
+    /// Owner, mode (unless a symlink), xattrs and times of `name`, none of
+    /// them following a symlink.
+    fn name_metadata(
+        &self,
+        dir: &DirFd,
+        name: &OsStr,
+        path: &Path,
+        meta: &Meta,
+        chmod: bool,
+    ) -> Result<()> {
+        if self.opts.preserve_owners {
+            dir.chown(name, meta.uid, meta.gid)
+                .map_err(io_err(path, "chown"))?;
+        }
+        if chmod {
+            dir.chmod(name, meta.mode).map_err(io_err(path, "chmod"))?;
+        }
+        for (key, value) in &meta.xattrs {
+            self.xattr_result(path, key, dir.set_xattr(name, key, value))?;
+        }
+        dir.set_times(name, &meta.atime, &meta.mtime)
+            .map_err(io_err(path, "setting times"))
+    }
+
+    /// xattrs the filesystem cannot hold, or that only root may set, are
+    /// skipped with a warning rather than failing the layer.
+    fn xattr_result(&self, path: &Path, key: &OsStr, result: io::Result<()>) -> Result<()> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(e)
+                if errno_is(&e, &[libc::EOPNOTSUPP])
+                    || (!self.is_root && errno_is(&e, &[libc::EPERM])) =>
+            {
+                tracing::warn!(path = %path.display(), xattr = ?key, error = %e, "skipping xattr");
+                Ok(())
+            }
+            Err(e) => Err(io_err(path, "setting xattr")(e)),
+        }
+    }
+
+    /// Apply deferred directory modes and times, deepest first so that a
+    /// directory losing its search bit does not hide its children.
+    fn finish(&mut self) -> Result<()> {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|p| std::cmp::Reverse(p.path.components().count()));
+        for p in &pending {
+            let Some(dir) = self.real_dir(&p.path)? else {
+                continue;
+            };
+            let st = dir.stat_self().map_err(io_err(&p.path, "stat"))?;
+            // Replaced by a later entry of this layer: nothing to restore.
+            if (st.st_dev, st.st_ino) != (p.dev, p.ino) {
+                continue;
+            }
+            fchmod(&dir, Mode::from_bits_truncate(p.mode))
+                .map_err(|e| io_err(&p.path, "chmod")(e.into()))?;
+            if let Some((atime, mtime)) = &p.times {
+                futimens(&dir, atime, mtime)
+                    .map_err(|e| io_err(&p.path, "setting times")(e.into()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>, path: &Path) -> Result<OsString> {
+    entry
+        .link_name_bytes()
+        .map(|t| OsString::from_vec(t.into_owned()))
+        .ok_or_else(|| malformed(path, "link without a target"))
+}
+
+fn device<R: Read>(entry: &tar::Entry<'_, R>, path: &Path) -> Result<libc::dev_t> {
+    let h = entry.header();
+    let bad = |e: io::Error| malformed(path, format!("device number: {e}"));
+    match (h.device_major().map_err(bad)?, h.device_minor().map_err(bad)?) {
+        (Some(major), Some(minor)) => Ok(libc::makedev(major, minor)),
+        _ => Err(malformed(path, "device entry without device numbers")),
+    }
+}
+
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, path: &Path) -> Result<Meta> {
+    let h = entry.header();
+    let field = |name: &'static str| move |e: io::Error| malformed(path, format!("{name}: {e}"));
+    let mode = h.mode().map_err(field("mode"))? & 0o7777;
+    let id = |v: u64, name: &str| {
+        u32::try_from(v).map_err(|_| malformed(path, format!("{name} {v} out of range")))
+    };
+    let uid = id(h.uid().map_err(field("uid"))?, "uid")?;
+    let gid = id(h.gid().map_err(field("gid"))?, "gid")?;
+    let secs = h.mtime().map_err(field("mtime"))?;
+    let secs = i64::try_from(secs).map_err(|_| malformed(path, "mtime out of range"))?;
+    let mut mtime = TimeSpec::new(secs, 0);
+    let mut atime = None;
+    let mut xattrs = Vec::new();
+    if let Some(exts) = entry.pax_extensions().map_err(field("PAX header"))? {
+        for ext in exts {
+            let ext = ext.map_err(field("PAX record"))?;
+            let key = ext.key_bytes();
+            let value = ext.value_bytes();
+            let time = || parse_pax_time(value).ok_or_else(|| malformed(path, "bad PAX time"));
+            if let Some(name) = key.strip_prefix(XATTR_PREFIX) {
+                xattrs.push((OsString::from_vec(name.to_vec()), value.to_vec()));
+            } else if key == b"mtime" {
+                mtime = time()?;
+            } else if key == b"atime" {
+                atime = Some(time()?);
+            }
+        }
+    }
+    Ok(Meta {
+        mode,
+        uid,
+        gid,
+        atime: atime.unwrap_or(mtime),
+        mtime,
+        xattrs,
+    })
+}
+
+/// A PAX time: decimal seconds, maybe negative, maybe with a fraction.
+fn parse_pax_time(value: &[u8]) -> Option<TimeSpec> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = whole.parse().ok()?;
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let nanos: i64 = digits.parse().ok()?;
+    Some(match (negative, nanos) {
+        (false, _) => TimeSpec::new(secs, nanos),
+        (true, 0) => TimeSpec::new(-secs, 0),
+        (true, _) => TimeSpec::new(-secs - 1, 1_000_000_000 - nanos),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        let t = |s: &str| parse_pax_time(s.as_bytes()).map(|t| (t.tv_sec(), t.tv_nsec()));
+        assert_eq!(t("1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(t("1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(t("12.1234567891"), Some((12, 123_456_789)));
+        assert_eq!(t("-12.5"), Some((-13, 500_000_000)));
+        assert_eq!(t("-3"), Some((-3, 0)));
+        assert_eq!(t("x"), None);
+        assert_eq!(t("1.2.3"), None);
+        assert_eq!(t(""), None);
     }
 }

@@ -1,2 +1,62 @@
-//! TODO
+//! Outputs for other tools: docker-save tarballs (and, later, extracted
+//! and shared directories).
+
 pub mod docker_save;
+
+use std::io::BufWriter;
+use std::path::Path;
+
+use crate::image::ResolvedImage;
+use crate::output::Staged;
+use crate::pull;
+use crate::registry::Registry;
+use crate::{Error, Result};
+use docker_save::{CopyError, Layout, TarWriter};
+
+/// Write `image` as a `docker load`-able tarball at `target`, tagged with
+/// `repo_tags` (Docker's familiar names, e.g. `busybox:latest`). The file
+/// appears only when complete and verified.
+pub async fn docker_tarball(
+    registry: &Registry,
+    image: &ResolvedImage,
+    target: &Path,
+    repo_tags: &[String],
+) -> Result<()> {
+    let (staged, file) = Staged::file(target)?;
+    let layout = Layout::of(image);
+    let tmp = staged.path().to_path_buf();
+    let io_err = move |e| Error::io(&tmp, e);
+    let mut writer = TarWriter::new(BufWriter::with_capacity(1 << 20, file));
+    writer
+        .add_file(&layout.config, &image.config_bytes)
+        .map_err(&io_err)?;
+    let tmp = staged.path().to_path_buf();
+    let mut writer = pull::each_layer(registry, image, writer, move |w, layer, reader| {
+        let name = docker_save::layer_path(layer.diff_id.hex());
+        let mut sink = std::io::sink();
+        let result = if w.contains(&name) {
+            // The same layer twice in one image: verify it, store it once.
+            docker_save::copy(reader, &mut sink)
+        } else {
+            w.add_stream(&name, reader)
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(CopyError::Read(e)) => Err(reader.classify(e)),
+            Err(CopyError::Write(e)) => Err(Error::io(&tmp, e)),
+        }
+    })
+    .await?;
+    writer
+        .add_file("manifest.json", &layout.manifest_json(repo_tags))
+        .map_err(&io_err)?;
+    if let Some(tag) = &image.reference.tag
+        && let Some(repos) = layout.repositories_json(&image.reference.familiar_repository(), tag)
+    {
+        writer.add_file("repositories", &repos).map_err(&io_err)?;
+    }
+    let file = writer.finish().map_err(&io_err)?;
+    file.into_inner()
+        .map_err(|e| io_err(e.into_error()))?;
+    staged.commit()
+}

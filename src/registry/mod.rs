@@ -1,2 +1,342 @@
-//! TODO
+//! The only code that speaks HTTP. Everything handed out is either verified
+//! already (manifests, configs) or verified as it streams (blobs).
+
 pub mod auth;
+
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::digest::{Digest, VerifyingReader};
+use crate::layer::IntegrityError;
+use crate::reference::ImageRef;
+use crate::{Error, Result};
+
+/// Media types of manifests we understand, in order of preference.
+pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    OCI_MANIFEST,
+];
+/// Docker schema2 manifest list.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker schema2 image manifest.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Manifests and indexes larger than this are refused: real ones are a few KiB.
+pub const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
+/// Image configs larger than this are refused (long histories reach a few MiB).
+pub const CONFIG_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// How to reach a registry.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Use plain HTTP whatever the host (loopback registries always do).
+    pub insecure: bool,
+    /// Explicit username and password; otherwise Docker's config.json, else anonymous.
+    pub credentials: Option<(String, String)>,
+}
+
+/// A manifest or index exactly as the registry sent it, verified.
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    /// The exact bytes (their digest is the manifest's identity).
+    pub bytes: Bytes,
+    /// sha256 of `bytes`.
+    pub digest: Digest,
+    /// The declared media type (from the body; inferred for OCI bodies without one).
+    pub media_type: String,
+}
+
+/// A connection to one repository of one registry.
+pub struct Registry {
+    client: oci_client::Client,
+    auth: RegistryAuth,
+    image: ImageRef,
+    oci_ref: oci_client::Reference,
+}
+
+impl Registry {
+    /// Prepare a client for `image`'s repository (no request is made yet).
+    pub fn connect(image: &ImageRef, opts: &RegistryOptions) -> Result<Registry> {
+        let oci_ref = image.to_oci();
+        let protocol = if opts.insecure {
+            ClientProtocol::Http
+        } else if image.is_loopback_registry() {
+            ClientProtocol::HttpsExcept(vec![oci_ref.resolve_registry().to_string()])
+        } else {
+            ClientProtocol::Https
+        };
+        let config = ClientConfig {
+            protocol,
+            platform_resolver: None,
+            user_agent: concat!("occystrap/", env!("CARGO_PKG_VERSION")),
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(300)),
+            ..ClientConfig::default()
+        };
+        let auth = RegistryAuth::Anonymous; // AUTH-PENDING
+        let _ = &opts.credentials;
+        Ok(Registry {
+            client: oci_client::Client::new(config),
+            auth,
+            image: image.clone(),
+            oci_ref,
+        })
+    }
+
+    /// The image this connection was made for.
+    pub fn image(&self) -> &ImageRef {
+        &self.image
+    }
+
+    /// Fetch a manifest or index by tag or digest, checking it against the
+    /// digest when there is one.
+    pub async fn manifest(&self, reference: &str) -> Result<RawManifest> {
+        let target = self.reference_for(reference);
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(&target, &self.auth, MANIFEST_MEDIA_TYPES)
+            .await
+            .map_err(|e| self.map_error(e, reference))?;
+        if bytes.len() as u64 > MANIFEST_LIMIT {
+            return Err(IntegrityError::TooLarge {
+                what: "manifest",
+                digest: reference.to_string(),
+                limit: MANIFEST_LIMIT,
+            }
+            .into());
+        }
+        let digest = Digest::sha256_of(&bytes);
+        if reference.contains(':') {
+            Digest::parse(reference)?.verify("manifest", &bytes)?;
+        }
+        let media_type = manifest_media_type(&bytes, &digest)?;
+        Ok(RawManifest {
+            bytes,
+            digest,
+            media_type,
+        })
+    }
+
+    /// Fetch a small blob (an image config) into memory, verified.
+    pub async fn blob_bytes(
+        &self,
+        what: &'static str,
+        digest: &Digest,
+        size: u64,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
+        if size > limit {
+            return Err(IntegrityError::TooLarge {
+                what,
+                digest: digest.to_string(),
+                limit,
+            }
+            .into());
+        }
+        let mut reader = self.open_blob(what, digest, size).await?;
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(size as usize);
+            reader
+                .read_to_end(&mut out)
+                .map_err(|e| reader.classify(e))?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::Usage(format!("internal error: {e}")))?
+    }
+
+    /// Open a blob as a blocking reader that verifies size and digest as
+    /// it streams. Read it from a blocking thread (`spawn_blocking`).
+    pub async fn open_blob(
+        &self,
+        what: &'static str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobReader> {
+        let digest_str = digest.to_string();
+        let stream = self
+            .client
+            .pull_blob_stream(&self.oci_ref, digest_str.as_str())
+            .await
+            .map_err(|e| self.map_error(e, &digest_str))?;
+        let bridge = SyncIoBridge::new(StreamReader::new(OwnVerification(stream.stream)));
+        let reader: Box<dyn Read + Send> = Box::new(bridge);
+        Ok(BlobReader {
+            inner: VerifyingReader::new(reader, what, digest.clone(), Some(size)),
+            reference: format!("{}@{digest}", self.image.familiar_repository()),
+        })
+    }
+
+    fn reference_for(&self, reference: &str) -> oci_client::Reference {
+        let (registry, repo) = (self.oci_ref.registry(), self.oci_ref.repository());
+        if reference.contains(':') {
+            oci_client::Reference::with_digest(registry.into(), repo.into(), reference.into())
+        } else {
+            oci_client::Reference::with_tag(registry.into(), repo.into(), reference.into())
+        }
+    }
+
+    fn map_error(&self, err: OciDistributionError, what: &str) -> Error {
+        let reference = format!("{}:{}", self.image.familiar_repository(), what)
+            .replace(":sha256:", "@sha256:");
+        map_oci_error(err, reference)
+    }
+}
+
+/// A blob being downloaded, verified as it is read.
+pub struct BlobReader {
+    inner: VerifyingReader<Box<dyn Read + Send>>,
+    reference: String,
+}
+
+impl BlobReader {
+    /// Turn an error from reading this blob into the library's error.
+    pub fn classify(&self, err: io::Error) -> Error {
+        match crate::digest::integrity_cause(&err) {
+            Some(i) => Error::Integrity(i.clone()),
+            None => Error::Registry {
+                reference: self.reference.clone(),
+                message: format!("download failed: {err}"),
+            },
+        }
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+/// oci-client checks the digest itself and reports a mismatch as an error
+/// in place of the end of stream; we end the stream there instead, so our
+/// own check (against the descriptor, with sizes) gives the precise error.
+struct OwnVerification(futures_util::stream::BoxStream<'static, io::Result<Bytes>>);
+
+impl Stream for OwnVerification {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.0.poll_next_unpin(cx) {
+            Poll::Ready(Some(Err(e)))
+                if e.get_ref()
+                    .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()) =>
+            {
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Work out what a manifest body is. Docker schema1 and unknown types are refused.
+fn manifest_media_type(bytes: &[u8], digest: &Digest) -> Result<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        schema_version: Option<u32>,
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+        layers: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| Error::Malformed {
+        what: "manifest".into(),
+        digest: digest.to_string(),
+        reason: e.to_string(),
+    })?;
+    let unsupported = |media_type: &str, reason: &str| Error::UnsupportedManifest {
+        reference: digest.to_string(),
+        media_type: media_type.to_string(),
+        reason: reason.to_string(),
+    };
+    if probe.schema_version == Some(1) {
+        return Err(unsupported(
+            probe.media_type.as_deref().unwrap_or("schema1"),
+            "Docker schema1 manifests are deprecated and not supported; push the image again with a current client",
+        ));
+    }
+    match probe.media_type {
+        Some(mt) if MANIFEST_MEDIA_TYPES.contains(&mt.as_str()) => Ok(mt),
+        Some(mt) => Err(unsupported(&mt, "not an image manifest or index")),
+        None if probe.manifests.is_some() => Ok(OCI_INDEX.to_string()),
+        None if probe.layers.is_some() => Ok(OCI_MANIFEST.to_string()),
+        None => Err(unsupported("(none)", "neither a manifest nor an index")),
+    }
+}
+
+/// Map oci-client's errors onto ours, by what the user can do about them.
+fn map_oci_error(err: OciDistributionError, reference: String) -> Error {
+    use OciDistributionError as E;
+    let message = err.to_string();
+    match &err {
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
+            Error::Auth { reference, message }
+        }
+        E::ImageManifestNotFoundError(_) => Error::NotFound { reference, message },
+        E::RegistryError { envelope, .. } => {
+            use oci_client::errors::OciErrorCode as C;
+            let text = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{} ({:?})", e.message, e.code))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let any = |f: fn(&C) -> bool| envelope.errors.iter().any(|e| f(&e.code));
+            if any(|c| {
+                matches!(
+                    c,
+                    C::BlobUnknown | C::ManifestUnknown | C::NameUnknown | C::NotFound
+                )
+            }) {
+                Error::NotFound {
+                    reference,
+                    message: text,
+                }
+            } else if any(|c| matches!(c, C::Unauthorized | C::Denied)) {
+                Error::Auth {
+                    reference,
+                    message: text,
+                }
+            } else {
+                Error::Registry {
+                    reference,
+                    message: text,
+                }
+            }
+        }
+        E::ServerError { code, message, .. } => match code {
+            404 => Error::NotFound {
+                reference,
+                message: message.clone(),
+            },
+            401 | 403 => Error::Auth {
+                reference,
+                message: message.clone(),
+            },
+            _ => Error::Registry {
+                reference,
+                message: format!("HTTP {code}: {message}"),
+            },
+        },
+        E::DigestError(_) => Error::Integrity(IntegrityError::DigestMismatch {
+            what: "manifest",
+            expected: reference,
+            actual: message,
+        }),
+        _ => Error::Registry { reference, message },
+    }
+}

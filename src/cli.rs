@@ -1,0 +1,83 @@
+//! Command-line definitions: the modern single-reference commands and the
+//! original occystrap's `fetch-to-*` forms.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Turn container images in any registry into OCI runtime bundles,
+/// docker-load tarballs and image directories.
+#[derive(Debug, Parser)]
+#[command(name = "occystrap", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options for every command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Platform to pick from a multi-platform image, as os/arch[/variant]
+    /// (default: this machine's)
+    #[arg(long, global = true, conflicts_with_all = ["os", "architecture", "variant"])]
+    pub platform: Option<String>,
+    /// Operating system to pick (original occystrap flag)
+    #[arg(long, global = true)]
+    pub os: Option<String>,
+    /// CPU architecture to pick (original occystrap flag)
+    #[arg(long, global = true)]
+    pub architecture: Option<String>,
+    /// CPU variant to pick, e.g. v7 or v8 (original occystrap flag)
+    #[arg(long, global = true)]
+    pub variant: Option<String>,
+    /// Talk plain HTTP to the registry (loopback registries always do)
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    /// Registry username (else Docker's config.json, else anonymous)
+    #[arg(long, global = true, env = "OCCYSTRAP_USERNAME")]
+    pub username: Option<String>,
+    /// Registry password or token
+    #[arg(long, global = true, env = "OCCYSTRAP_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// More detail on stderr (repeat for debug output)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write an image as a tarball that `docker load` accepts
+    Export {
+        /// Image reference, e.g. busybox, busybox:1.36, localhost:5000/app@sha256:...
+        reference: String,
+        /// Output tarball (replaced atomically if it exists)
+        output: PathBuf,
+    },
+    /// Show what a reference resolves to (digests, platform, layers) as JSON
+    Inspect {
+        /// Image reference
+        reference: String,
+    },
+    /// fetch-to-tarfile [REGISTRY] IMAGE TAG TARFILE: the original form of `export`
+    #[command(name = "fetch-to-tarfile")]
+    FetchToTarfile {
+        /// [REGISTRY] IMAGE TAG TARFILE
+        #[arg(num_args = 3..=4, value_names = ["REGISTRY", "IMAGE", "TAG", "TARFILE"], required = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Split the original commands' `[REGISTRY] IMAGE TAG OUTPUT` arguments.
+pub fn legacy_args(args: &[String]) -> (Option<&str>, &str, &str, &str) {
+    match args {
+        [registry, image, tag, out] => (Some(registry), image, tag, out),
+        [image, tag, out] => (None, image, tag, out),
+        // clap enforces 3..=4 values.
+        _ => (None, "", "", ""),
+    }
+}

@@ -1,0 +1,266 @@
+//! Content digests (`sha256:<hex>`) and readers that verify them as bytes
+//! stream through, so nothing unverified reaches a finished output.
+
+use std::fmt;
+use std::io::{self, Read};
+
+use sha2::{Digest as _, Sha256, Sha512};
+
+use crate::layer::IntegrityError;
+
+/// A parsed, validated content digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Digest {
+    algorithm: Algorithm,
+    hex: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+impl Digest {
+    /// Parse `sha256:<64 hex>` or `sha512:<128 hex>` (lowercase hex).
+    pub fn parse(s: &str) -> Result<Digest, IntegrityError> {
+        let bad = || IntegrityError::BadDigest {
+            digest: s.to_string(),
+        };
+        let (alg, hex) = s.split_once(':').ok_or_else(bad)?;
+        let (algorithm, len) = match alg {
+            "sha256" => (Algorithm::Sha256, 64),
+            "sha512" => (Algorithm::Sha512, 128),
+            _ => return Err(bad()),
+        };
+        let valid = hex.len() == len
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !valid {
+            return Err(bad());
+        }
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_string(),
+        })
+    }
+
+    /// The sha256 digest of `bytes`.
+    pub fn sha256_of(bytes: &[u8]) -> Digest {
+        Digest {
+            algorithm: Algorithm::Sha256,
+            hex: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+
+    /// The hex part, without the algorithm.
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+
+    /// A hasher for this digest's algorithm.
+    pub fn hasher(&self) -> Hasher {
+        match self.algorithm {
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        }
+    }
+
+    /// Check `bytes` against this digest.
+    pub fn verify(&self, what: &'static str, bytes: &[u8]) -> Result<(), IntegrityError> {
+        let mut h = self.hasher();
+        h.update(bytes);
+        h.check(what, self)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let alg = match self.algorithm {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        };
+        write!(f, "{alg}:{}", self.hex)
+    }
+}
+
+/// An incremental hash of one of the supported algorithms.
+pub enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    /// Feed bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// Finish and compare with `expected`.
+    pub fn check(self, what: &'static str, expected: &Digest) -> Result<(), IntegrityError> {
+        let (alg, hex) = match self {
+            Hasher::Sha256(h) => ("sha256", hex::encode(h.finalize())),
+            Hasher::Sha512(h) => ("sha512", hex::encode(h.finalize())),
+        };
+        if hex == expected.hex {
+            Ok(())
+        } else {
+            Err(IntegrityError::DigestMismatch {
+                what,
+                expected: expected.to_string(),
+                actual: format!("{alg}:{hex}"),
+            })
+        }
+    }
+}
+
+/// Wraps a reader; hashes and counts what passes through and, at end of
+/// stream, fails unless digest (and size, when known) match. A stream longer
+/// than the expected size fails as soon as the excess byte arrives.
+pub struct VerifyingReader<R> {
+    inner: R,
+    what: &'static str,
+    expected: Digest,
+    size: Option<u64>,
+    seen: u64,
+    hasher: Option<Hasher>,
+}
+
+impl<R: Read> VerifyingReader<R> {
+    /// Verify `inner` against `expected` (and `size` if given).
+    pub fn new(inner: R, what: &'static str, expected: Digest, size: Option<u64>) -> Self {
+        let hasher = Some(expected.hasher());
+        VerifyingReader {
+            inner,
+            what,
+            expected,
+            size,
+            seen: 0,
+            hasher,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.seen
+    }
+
+    /// Read to the end (discarding) so the check runs even if the consumer
+    /// stopped early, e.g. at a tar end-of-archive marker.
+    pub fn drain(&mut self) -> io::Result<()> {
+        io::copy(self, &mut io::sink()).map(|_| ())
+    }
+
+    fn finish(&mut self) -> Result<(), IntegrityError> {
+        if let Some(size) = self.size
+            && size != self.seen
+        {
+            return Err(self.size_error(size));
+        }
+        match self.hasher.take() {
+            Some(h) => h.check(self.what, &self.expected),
+            None => Ok(()),
+        }
+    }
+
+    fn size_error(&self, expected: u64) -> IntegrityError {
+        IntegrityError::SizeMismatch {
+            what: self.what,
+            digest: self.expected.to_string(),
+            expected,
+            actual: self.seen,
+        }
+    }
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            if !buf.is_empty() {
+                self.finish().map_err(io::Error::other)?;
+            }
+            return Ok(0);
+        }
+        self.seen += n as u64;
+        if let Some(size) = self.size
+            && self.seen > size
+        {
+            return Err(io::Error::other(self.size_error(size)));
+        }
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// The [`IntegrityError`] an I/O error carries, however deeply wrapped
+/// (the tar parser wraps the errors of the reader it reads from).
+pub fn integrity_cause(err: &io::Error) -> Option<&IntegrityError> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = err.get_ref().map(|e| e as _);
+    while let Some(e) = cause {
+        if let Some(found) = e.downcast_ref::<IntegrityError>() {
+            return Some(found);
+        }
+        cause = e
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref().map(|e| e as _))
+            .or_else(|| e.source());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    #[test]
+    fn parses_and_rejects() {
+        assert!(Digest::parse(HELLO).is_ok());
+        for bad in [
+            "sha256:abc",
+            "md5:2cf24dba5fb0a30e26e83b2ac5b9e29e",
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+            "sha256:2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824",
+            "sha256:zzf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+        ] {
+            assert!(Digest::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn read_all(data: &[u8], digest: &str, size: Option<u64>) -> io::Result<Vec<u8>> {
+        let d = Digest::parse(digest).unwrap();
+        let mut r = VerifyingReader::new(data, "blob", d, size);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn verifies_digest_and_size() {
+        assert_eq!(read_all(b"hello", HELLO, Some(5)).unwrap(), b"hello");
+        assert_eq!(read_all(b"hello", HELLO, None).unwrap(), b"hello");
+        let e = read_all(b"hellO", HELLO, Some(5)).unwrap_err();
+        assert!(matches!(
+            integrity_cause(&e),
+            Some(IntegrityError::DigestMismatch { .. })
+        ));
+        let e = read_all(b"hell", HELLO, Some(5)).unwrap_err();
+        assert!(matches!(
+            integrity_cause(&e),
+            Some(IntegrityError::SizeMismatch { actual: 4, .. })
+        ));
+        let e = read_all(b"hello!", HELLO, Some(5)).unwrap_err();
+        assert!(matches!(
+            integrity_cause(&e),
+            Some(IntegrityError::SizeMismatch { .. })
+        ));
+    }
+}
