@@ -39,7 +39,12 @@ pub struct Global {
     #[arg(long, global = true, env = "OCCYSTRAP_USERNAME")]
     pub username: Option<String>,
     /// Registry password or token
-    #[arg(long, global = true, env = "OCCYSTRAP_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "OCCYSTRAP_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// More detail on stderr (repeat for debug output)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -58,6 +63,18 @@ pub enum Command {
         /// Output tarball (replaced atomically if it exists)
         output: PathBuf,
     },
+    /// Build an OCI runtime bundle (config.json + rootfs/) that `runc run` starts
+    Bundle {
+        /// Image reference, e.g. busybox, localhost:5000/app:1.0
+        reference: String,
+        /// Bundle directory to create
+        dir: PathBuf,
+        #[command(flatten)]
+        bundle: BundleArgs,
+        /// Command and arguments to run instead of the image's Entrypoint + Cmd
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Show what a reference resolves to (digests, platform, layers) as JSON
     Inspect {
         /// Image reference
@@ -70,6 +87,44 @@ pub enum Command {
         #[arg(num_args = 3..=4, value_names = ["REGISTRY", "IMAGE", "TAG", "TARFILE"], required = true)]
         args: Vec<String>,
     },
+    /// fetch-to-oci [REGISTRY] IMAGE TAG DIR: the original form of `bundle`
+    #[command(name = "fetch-to-oci")]
+    FetchToOci {
+        /// [REGISTRY] IMAGE TAG DIR
+        #[arg(num_args = 3..=4, value_names = ["REGISTRY", "IMAGE", "TAG", "DIR"], required = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        bundle: BundleArgs,
+    },
+}
+
+/// Options of `bundle` and `fetch-to-oci`.
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Replace DIR if it exists (only once the new bundle is complete)
+    #[arg(long)]
+    pub force: bool,
+    /// Allocate a terminal for the process (default: none, so `runc run` works unattended)
+    #[arg(long, overrides_with = "no_tty")]
+    pub tty: bool,
+    /// Do not allocate a terminal (the default)
+    #[arg(long)]
+    pub no_tty: bool,
+    /// Container hostname (default: the profile's)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Set an environment variable, overriding the image's (repeatable)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Run as this user instead of the image's (name, uid, name:group, uid:gid, ...)
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Base runtime config: `default`, `rootless`, or a path to a config.json of your own
+    #[arg(long, default_value = "default")]
+    pub profile: String,
 }
 
 /// Split the original commands' `[REGISTRY] IMAGE TAG OUTPUT` arguments.

@@ -212,9 +212,12 @@ impl RootDir {
     /// Remove `name` in `dir` whatever it is (directories recursively,
     /// never following symlinks). `Ok(false)` when it did not exist.
     pub fn remove(&self, dir: &DirFd, name: &OsStr) -> io::Result<bool> {
-        // Whatever was removed may be a component of the cached parent.
-        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        dir.remove(name)
+        let removed = dir.remove(name)?;
+        if removed {
+            // What was removed may be a component of the cached parent.
+            *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        Ok(removed)
     }
 }
 
@@ -466,7 +469,8 @@ mod tests {
 
     #[test]
     fn clean_path_rules() {
-        let ok = |raw: &str, want: &str| assert_eq!(clean_path(raw.as_bytes()), Ok(PathBuf::from(want)));
+        let ok =
+            |raw: &str, want: &str| assert_eq!(clean_path(raw.as_bytes()), Ok(PathBuf::from(want)));
         ok("/etc/passwd", "etc/passwd");
         ok("./a//b/./c/", "a/b/c");
         ok("a/../b", "b");
@@ -495,7 +499,10 @@ mod tests {
         assert_eq!(r.read_file("etc/rel", 100).unwrap(), None);
         assert_eq!(r.read_file("etc/chain", 100).unwrap(), None);
         assert_eq!(r.read_file("/etc/good", 100).unwrap().unwrap(), b"inside");
-        assert_eq!(r.read_file("/../../etc/real", 100).unwrap().unwrap(), b"inside");
+        assert_eq!(
+            r.read_file("/../../etc/real", 100).unwrap().unwrap(),
+            b"inside"
+        );
         assert!(r.read_file("/etc/real", 3).is_err());
         assert!(r.read_file("/etc", 100).is_err());
     }

@@ -171,7 +171,11 @@ fn layer_refs(
         .collect()
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(what: &str, digest: &Digest, bytes: &[u8]) -> Result<T> {
+fn parse_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    digest: &Digest,
+    bytes: &[u8],
+) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| Error::Malformed {
         what: what.into(),
         digest: digest.to_string(),

@@ -49,7 +49,10 @@ impl Default for PullOptions {
 
 /// Resolve `reference` to one image (manifest and config fetched and
 /// verified; layers not yet fetched).
-pub async fn resolve(reference: &ImageRef, opts: &PullOptions) -> Result<(Registry, ResolvedImage)> {
+pub async fn resolve(
+    reference: &ImageRef,
+    opts: &PullOptions,
+) -> Result<(Registry, ResolvedImage)> {
     let registry = Registry::connect(reference, &opts.registry)?;
     let image = image::resolve(&registry, &opts.platform).await?;
     Ok((registry, image))
@@ -66,5 +69,19 @@ pub async fn export_tarball(
     let (registry, image) = resolve(reference, opts).await?;
     let tags: Vec<String> = reference.familiar_tagged().into_iter().collect();
     export::docker_tarball(&registry, &image, target, &tags).await?;
+    Ok(image)
+}
+
+/// Pull `reference` into an OCI runtime bundle at `dir` (`config.json` and
+/// `rootfs/`) that `runc run` starts as it is. Nothing appears at `dir`
+/// unless every layer verified and applied.
+pub async fn create_bundle(
+    reference: &ImageRef,
+    dir: &Path,
+    bundle: &bundle::BundleOptions,
+    opts: &PullOptions,
+) -> Result<ResolvedImage> {
+    let (registry, image) = resolve(reference, opts).await?;
+    bundle::create(&registry, &image, dir, bundle).await?;
     Ok(image)
 }

@@ -10,7 +10,11 @@ use clap::Parser;
 use occystrap::error::ErrorKind;
 use occystrap::{Error, ImageRef, Platform, PullOptions, RegistryOptions};
 
-use cli::{Cli, Command, Global};
+use std::path::Path;
+
+use cli::{BundleArgs, Cli, Command, Global};
+use occystrap::bundle::BundleOptions;
+use occystrap::bundle::convert::{self, ConvertOptions};
 
 /// Exit codes: documented in the README.
 fn exit_code(kind: ErrorKind) -> u8 {
@@ -74,12 +78,66 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let image = occystrap::export_tarball(&reference, &output, &opts).await?;
             report_written(&output, &image);
         }
+        Command::Bundle {
+            reference,
+            dir,
+            bundle,
+            command,
+        } => {
+            let reference: ImageRef = reference.parse()?;
+            make_bundle(&reference, &dir, &bundle, command, &opts).await?;
+        }
+        Command::FetchToOci { args, bundle } => {
+            let (registry, image, tag, dir) = cli::legacy_args(&args);
+            let reference = ImageRef::from_parts(registry, image, tag)?;
+            make_bundle(&reference, Path::new(dir), &bundle, Vec::new(), &opts).await?;
+        }
         Command::Inspect { reference } => {
             let reference: ImageRef = reference.parse()?;
             let (_, image) = occystrap::resolve(&reference, &opts).await?;
             println!("{}", inspect_json(&image));
         }
     }
+    Ok(())
+}
+
+async fn make_bundle(
+    reference: &ImageRef,
+    dir: &Path,
+    args: &BundleArgs,
+    command: Vec<String>,
+    opts: &PullOptions,
+) -> Result<(), Error> {
+    let profile = match args.profile.as_str() {
+        "default" => convert::DEFAULT_PROFILE.to_string(),
+        "rootless" => convert::rootless_profile(
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )?,
+        path => std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
+    };
+    let bundle = BundleOptions {
+        profile,
+        convert: ConvertOptions {
+            tty: args.tty && !args.no_tty,
+            hostname: args.hostname.clone(),
+            env: args.env.clone(),
+            read_only: args.read_only,
+            args: (!command.is_empty()).then_some(command),
+            user: args.user.clone(),
+        },
+        replace: args.force,
+        ..BundleOptions::default()
+    };
+    let image = occystrap::create_bundle(reference, dir, &bundle, opts).await?;
+    let volumes = convert::volumes(&image.config);
+    if !volumes.is_empty() {
+        tracing::warn!(
+            "the image declares volumes {}: they are not mounted; add mounts to config.json if the container needs them",
+            volumes.join(", ")
+        );
+    }
+    report_written(dir, &image);
     Ok(())
 }
 
@@ -137,9 +195,7 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
         (Some(u), Some(p)) => Some((u.clone(), p.clone())),
         (None, None) => None,
         _ => {
-            return Err(Error::Usage(
-                "--username and --password go together".into(),
-            ));
+            return Err(Error::Usage("--username and --password go together".into()));
         }
     };
     Ok(PullOptions {

@@ -269,7 +269,12 @@ impl<'a> Applier<'a> {
             EntryType::Char => self.node(&path, SFlag::S_IFCHR, device(entry, &path)?, &meta)?,
             EntryType::Block => self.node(&path, SFlag::S_IFBLK, device(entry, &path)?, &meta)?,
             EntryType::Fifo => self.node(&path, SFlag::S_IFIFO, 0, &meta)?,
-            other => return Err(malformed(&path, format!("unsupported entry type {other:?}"))),
+            other => {
+                return Err(malformed(
+                    &path,
+                    format!("unsupported entry type {other:?}"),
+                ));
+            }
         }
         self.mark_added(path);
         Ok(())
@@ -277,8 +282,7 @@ impl<'a> Applier<'a> {
 
     fn mark_added(&mut self, path: PathBuf) {
         for parent in path.ancestors().skip(1) {
-            if parent.as_os_str().is_empty() || !self.added_ancestors.insert(parent.to_path_buf())
-            {
+            if parent.as_os_str().is_empty() || !self.added_ancestors.insert(parent.to_path_buf()) {
                 break;
             }
         }
@@ -358,7 +362,10 @@ impl<'a> Applier<'a> {
     /// The parent directory of `path` (created if missing) and its name.
     fn parent<'p>(&mut self, path: &'p Path) -> Result<(DirFd, &'p OsStr)> {
         let (dir, name) = self.root.parent_of(path, true).map_err(|e| {
-            if errno_is(&e, &[libc::ENOTDIR, libc::EEXIST, libc::ELOOP, libc::ENOENT]) {
+            if errno_is(
+                &e,
+                &[libc::ENOTDIR, libc::EEXIST, libc::ELOOP, libc::ENOENT],
+            ) {
                 malformed(path, format!("parent is not a directory in the root: {e}"))
             } else {
                 io_err(path, "opening parent directory")(e)
@@ -450,6 +457,7 @@ impl<'a> Applier<'a> {
         let mut file = dir
             .create_file(name, 0o600)
             .map_err(io_err(path, "creating file"))?;
+        let mut written = 0;
         loop {
             let n = match entry.read(&mut self.buf) {
                 Ok(0) => break,
@@ -464,13 +472,22 @@ impl<'a> Applier<'a> {
             };
             file.write_all(&self.buf[..n])
                 .map_err(io_err(path, "writing file"))?;
-            self.stats.bytes += n as u64;
+            written += n as u64;
         }
+        // A truncated stream ends the entry early without an error.
+        if written != entry.size() {
+            return Err(UnpackError::Read {
+                path: path.to_path_buf(),
+                source: io::ErrorKind::UnexpectedEof.into(),
+            });
+        }
+        self.stats.bytes += written;
         self.fd_owner(&file, path, meta)?;
         fchmod(&file, Mode::from_bits_truncate(meta.mode))
             .map_err(|e| io_err(path, "chmod")(e.into()))?;
         self.fd_xattrs(&file, path, meta)?;
-        futimens(&file, &meta.atime, &meta.mtime).map_err(|e| io_err(path, "setting times")(e.into()))
+        futimens(&file, &meta.atime, &meta.mtime)
+            .map_err(|e| io_err(path, "setting times")(e.into()))
     }
 
     fn symlink(&mut self, path: &Path, target: &OsStr, meta: &Meta) -> Result<()> {
@@ -501,7 +518,10 @@ impl<'a> Applier<'a> {
             .map_err(io_err(path, "stat of hardlink target"))?
             .ok_or_else(missing)?;
         if is_dir(&src) {
-            return Err(malformed(path, format!("hardlink target {shown:?} is a directory")));
+            return Err(malformed(
+                path,
+                format!("hardlink target {shown:?} is a directory"),
+            ));
         }
         let (dir, name) = self.parent(path)?;
         if let Some(st) = dir.stat(name).map_err(io_err(path, "stat"))? {
@@ -574,14 +594,16 @@ impl<'a> Applier<'a> {
             .map_err(io_err(path, "setting times"))
     }
 
-    /// xattrs the filesystem cannot hold, or that only root may set, are
-    /// skipped with a warning rather than failing the layer.
+    /// xattrs the filesystem cannot hold, that only root may set, or that
+    /// the kernel refuses on this type (`user.*` on symlinks and devices)
+    /// are skipped with a warning rather than failing the layer.
     fn xattr_result(&self, path: &Path, key: &OsStr, result: io::Result<()>) -> Result<()> {
+        let user_ns = key.as_bytes().starts_with(b"user.");
         match result {
             Ok(()) => Ok(()),
             Err(e)
                 if errno_is(&e, &[libc::EOPNOTSUPP])
-                    || (!self.is_root && errno_is(&e, &[libc::EPERM])) =>
+                    || ((user_ns || !self.is_root) && errno_is(&e, &[libc::EPERM])) =>
             {
                 tracing::warn!(path = %path.display(), xattr = ?key, error = %e, "skipping xattr");
                 Ok(())
@@ -625,7 +647,10 @@ fn link_target<R: Read>(entry: &tar::Entry<'_, R>, path: &Path) -> Result<OsStri
 fn device<R: Read>(entry: &tar::Entry<'_, R>, path: &Path) -> Result<libc::dev_t> {
     let h = entry.header();
     let bad = |e: io::Error| malformed(path, format!("device number: {e}"));
-    match (h.device_major().map_err(bad)?, h.device_minor().map_err(bad)?) {
+    match (
+        h.device_major().map_err(bad)?,
+        h.device_minor().map_err(bad)?,
+    ) {
         (Some(major), Some(minor)) => Ok(libc::makedev(major, minor)),
         _ => Err(malformed(path, "device entry without device numbers")),
     }

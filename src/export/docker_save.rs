@@ -104,7 +104,8 @@ impl<W: Write + Seek> TarWriter<W> {
         let header_at = self.out.stream_position().map_err(CopyError::Write)?;
         self.out.write_all(&[0u8; 512]).map_err(CopyError::Write)?;
         let size = copy(reader, &mut self.out)?;
-        self.patch_header(name, header_at, size).map_err(CopyError::Write)?;
+        self.patch_header(name, header_at, size)
+            .map_err(CopyError::Write)?;
         self.files.insert(name.to_string());
         Ok(size)
     }

@@ -56,7 +56,6 @@ pub async fn docker_tarball(
         writer.add_file("repositories", &repos).map_err(&io_err)?;
     }
     let file = writer.finish().map_err(&io_err)?;
-    file.into_inner()
-        .map_err(|e| io_err(e.into_error()))?;
+    file.into_inner().map_err(|e| io_err(e.into_error()))?;
     staged.commit()
 }

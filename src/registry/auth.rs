@@ -110,37 +110,40 @@ struct AuthEntry {
 }
 
 impl AuthEntry {
-    /// The credentials this entry holds, if any.
+    /// The credentials this entry holds, if any. An identity token takes
+    /// the password's place, as Docker prefers it too.
     fn credentials(&self, config_path: &Path, registry: &str) -> Result<Option<RegistryAuth>> {
-        if let Some(encoded) = self.auth.as_deref().filter(|a| !a.is_empty()) {
-            let malformed = |why: &str| {
-                malformed_config(
-                    config_path,
-                    format!("the \"auth\" entry for {registry} {why}"),
-                )
-            };
-            let decoded = decode_base64(encoded).ok_or_else(|| malformed("is not base64"))?;
-            let decoded = String::from_utf8(decoded).map_err(|_| malformed("is not UTF-8"))?;
-            let (user, pass) = decoded
-                .split_once(':')
-                .ok_or_else(|| malformed("is not \"username:password\""))?;
-            return Ok(Some(RegistryAuth::Basic(
-                user.to_string(),
-                pass.to_string(),
-            )));
-        }
-        if let (Some(user), Some(pass)) = (&self.username, &self.password) {
-            return Ok(Some(RegistryAuth::Basic(user.clone(), pass.clone())));
-        }
+        let (user, pass) = match self.auth.as_deref().filter(|a| !a.is_empty()) {
+            Some(encoded) => {
+                let (user, pass) = decode_auth(encoded).map_err(|why| {
+                    malformed_config(
+                        config_path,
+                        format!("the \"auth\" entry for {registry} {why}"),
+                    )
+                })?;
+                (Some(user), Some(pass))
+            }
+            None => (self.username.clone(), self.password.clone()),
+        };
         if let Some(token) = self.identitytoken.as_deref().filter(|t| !t.is_empty()) {
-            let user = self.username.as_deref().unwrap_or(TOKEN_USERNAME);
-            return Ok(Some(RegistryAuth::Basic(
-                user.to_string(),
-                token.to_string(),
-            )));
+            let user = user.unwrap_or_else(|| TOKEN_USERNAME.to_string());
+            return Ok(Some(RegistryAuth::Basic(user, token.to_string())));
         }
-        Ok(None)
+        Ok(match (user, pass) {
+            (Some(user), Some(pass)) => Some(RegistryAuth::Basic(user, pass)),
+            _ => None,
+        })
     }
+}
+
+/// Splits a base64 `username:password`; the error says what is wrong.
+fn decode_auth(encoded: &str) -> std::result::Result<(String, String), &'static str> {
+    let decoded = decode_base64(encoded).ok_or("is not base64")?;
+    let decoded = String::from_utf8(decoded).map_err(|_| "is not UTF-8")?;
+    let (user, pass) = decoded
+        .split_once(':')
+        .ok_or("is not \"username:password\"")?;
+    Ok((user.to_string(), pass.to_string()))
 }
 
 /// Treats an explicit JSON `null` like an absent field.
@@ -382,6 +385,7 @@ printf '{"ServerURL":"%s","Username":"user-for-%s","Secret":"secret"}\n' "$serve
                 "https://ghcr.io/v2/": {"username": "gu", "password": "gp"},
                 "http://localhost:5000": {"auth": "bG9jYWw6cHc"},
                 "tok.example": {"identitytoken": "T0K"},
+                "acr.example": {"auth": "MDAwMDo=", "identitytoken": "REFRESH"},
                 "empty.example": {}
             }}"#,
         );
@@ -395,6 +399,8 @@ printf '{"ServerURL":"%s","Username":"user-for-%s","Secret":"secret"}\n' "$serve
             ("localhost:5000", basic("local", "pw")),
             ("localhost:5001", RegistryAuth::Anonymous),
             ("tok.example", basic(TOKEN_USERNAME, "T0K")),
+            // base64("0000:") with a token: the token replaces the password.
+            ("acr.example", basic("0000", "REFRESH")),
             ("empty.example", RegistryAuth::Anonymous),
             ("other.example", RegistryAuth::Anonymous),
         ];

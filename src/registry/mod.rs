@@ -87,8 +87,7 @@ impl Registry {
             read_timeout: Some(std::time::Duration::from_secs(300)),
             ..ClientConfig::default()
         };
-        let auth = RegistryAuth::Anonymous; // AUTH-PENDING
-        let _ = &opts.credentials;
+        let auth = auth::credentials_for(&image.registry, opts.credentials.clone())?;
         Ok(Registry {
             client: oci_client::Client::new(config),
             auth,
@@ -338,5 +337,44 @@ fn map_oci_error(err: OciDistributionError, reference: String) -> Error {
             actual: message,
         }),
         _ => Error::Registry { reference, message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(body: &str) -> Result<String> {
+        manifest_media_type(body.as_bytes(), &Digest::sha256_of(body.as_bytes()))
+    }
+
+    #[test]
+    fn manifest_types() {
+        assert_eq!(
+            kind(r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","layers":[]}"#).unwrap(),
+            DOCKER_MANIFEST
+        );
+        assert_eq!(
+            kind(r#"{"schemaVersion":2,"manifests":[]}"#).unwrap(),
+            OCI_INDEX
+        );
+        assert_eq!(
+            kind(r#"{"schemaVersion":2,"config":{},"layers":[]}"#).unwrap(),
+            OCI_MANIFEST
+        );
+        let schema1 = kind(r#"{"schemaVersion":1,"name":"x","fsLayers":[]}"#).unwrap_err();
+        assert!(schema1.to_string().contains("schema1"), "{schema1}");
+        assert_eq!(schema1.kind(), crate::error::ErrorKind::Integrity);
+        let other =
+            kind(r#"{"schemaVersion":2,"mediaType":"application/vnd.example+json"}"#).unwrap_err();
+        assert!(
+            other.to_string().contains("application/vnd.example+json"),
+            "{other}"
+        );
+        assert!(matches!(kind("not json"), Err(Error::Malformed { .. })));
+        assert!(matches!(
+            kind(r#"{"schemaVersion":2}"#),
+            Err(Error::UnsupportedManifest { .. })
+        ));
     }
 }

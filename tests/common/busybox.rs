@@ -20,8 +20,9 @@ pub const BUSYBOX_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 /// (0755, owned 1000:1000). Env: `PATH` only. Panics if busybox-static is
 /// not installed.
 pub fn busybox_image() -> ImageSpec {
-    let binary = std::fs::read(BUSYBOX)
-        .unwrap_or_else(|e| panic!("read {BUSYBOX} ({e}): install the Debian package busybox-static"));
+    let binary = std::fs::read(BUSYBOX).unwrap_or_else(|e| {
+        panic!("read {BUSYBOX} ({e}): install the Debian package busybox-static")
+    });
     let mut layer = LayerSpec::new()
         .dir("bin", 0o755)
         .file("bin/busybox", binary, 0o755);

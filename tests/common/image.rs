@@ -62,8 +62,12 @@ impl Format {
     /// Media type of a layer blob (the Docker zstd one is containerd's).
     pub fn layer_media_type(self, compression: Compression) -> &'static str {
         match (self, compression) {
-            (Format::Docker, Compression::Gzip) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            (Format::Docker, Compression::Zstd) => "application/vnd.docker.image.rootfs.diff.tar.zstd",
+            (Format::Docker, Compression::Gzip) => {
+                "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            }
+            (Format::Docker, Compression::Zstd) => {
+                "application/vnd.docker.image.rootfs.diff.tar.zstd"
+            }
             (Format::Docker, Compression::None) => "application/vnd.docker.image.rootfs.diff.tar",
             (Format::Oci, Compression::Gzip) => "application/vnd.oci.image.layer.v1.tar+gzip",
             (Format::Oci, Compression::Zstd) => "application/vnd.oci.image.layer.v1.tar+zstd",
@@ -286,9 +290,13 @@ impl LayerSpec {
     pub fn build(&self) -> Arc<BuiltLayer> {
         static CACHE: Mutex<Vec<(Compression, bool, Arc<BuiltLayer>)>> = Mutex::new(Vec::new());
         let tar = self.tar();
-        let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = CACHE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (self.compression, self.multi_member);
-        let hit = cache.iter().find(|(c, m, b)| (*c, *m) == key && b.tar == tar);
+        let hit = cache
+            .iter()
+            .find(|(c, m, b)| (*c, *m) == key && b.tar == tar);
         if let Some((_, _, built)) = hit {
             return built.clone();
         }
@@ -318,7 +326,9 @@ impl LayerSpec {
     /// The media type the manifest gives this layer.
     pub fn media_type_in(&self, format: Format) -> String {
         let default = format.layer_media_type(self.compression);
-        self.media_type.clone().unwrap_or_else(|| default.to_string())
+        self.media_type
+            .clone()
+            .unwrap_or_else(|| default.to_string())
     }
 
     fn push(mut self, path: &str, body: Body, mode: u32) -> Self {
@@ -436,10 +446,15 @@ fn append_pax(builder: &mut tar::Builder<Vec<u8>>, entry: &Entry) {
     header.set_entry_type(EntryType::XHeader);
     header.set_mode(0o644);
     header.set_size(records.len() as u64);
-    let name = format!("PaxHeaders.0/{}", entry.path.rsplit('/').next().unwrap_or(""));
+    let name = format!(
+        "PaxHeaders.0/{}",
+        entry.path.rsplit('/').next().unwrap_or("")
+    );
     header.set_path(&name).expect("pax header name");
     header.set_cksum();
-    builder.append(&header, records.as_slice()).expect("pax header");
+    builder
+        .append(&header, records.as_slice())
+        .expect("pax header");
 }
 
 /// `"<len> key=value\n"` where len counts the whole record, itself included.
@@ -551,7 +566,9 @@ impl ImageSpec {
     /// Appends `KEY=value` to `config.Env`.
     pub fn env(mut self, key_value: &str) -> Self {
         let env = self.config.entry("Env").or_insert_with(|| json!([]));
-        env.as_array_mut().expect("Env is a list").push(json!(key_value));
+        env.as_array_mut()
+            .expect("Env is a list")
+            .push(json!(key_value));
         self
     }
 

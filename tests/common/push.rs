@@ -140,7 +140,11 @@ impl Registry {
             "rootfs": { "type": "layers", "diff_ids": [&layer_digest] },
         }));
         let config_digest = self.push_blob(repo, &config_bytes);
-        let mut layer = descriptor("application/vnd.in-toto+json", &layer_digest, statement.len());
+        let mut layer = descriptor(
+            "application/vnd.in-toto+json",
+            &layer_digest,
+            statement.len(),
+        );
         layer["annotations"] = json!({ "in-toto.io/predicate-type": "https://spdx.dev/Document" });
         let format = Format::Oci;
         let manifest = json!({
@@ -205,7 +209,10 @@ impl Registry {
             .push(("Content-Type", "application/octet-stream".to_string()));
         put.body = Some(bytes.to_vec());
         let done = self.send(put);
-        assert_eq!(done.status, 201, "finish upload of {digest} to {repo}: {done:?}");
+        assert_eq!(
+            done.status, 201,
+            "finish upload of {digest} to {repo}: {done:?}"
+        );
     }
 
     /// PUTs `bytes` as manifest `repo:reference` with `Content-Type:

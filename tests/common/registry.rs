@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::http::{Reply, Request};
+use super::http::{Http, Reply, Request};
 
 const BINARY: &str = "docker-registry";
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -19,6 +19,7 @@ pub struct Registry {
     pub addr: String,
     child: Child,
     dir: tempfile::TempDir,
+    http: Http,
     credentials: Option<(String, String)>,
 }
 
@@ -86,13 +87,13 @@ impl Registry {
             req.headers.push(("Accept", accept.to_string()));
         }
         req.basic_auth = auth;
-        req.send().unwrap_or_else(|e| panic!("{e}"))
+        self.http.send(req).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Sends a harness request with this registry's credentials.
     pub(crate) fn send<'a>(&'a self, mut req: Request<'a>) -> Reply {
         req.basic_auth = self.credentials();
-        req.send().unwrap_or_else(|e| panic!("{e}"))
+        self.http.send(req).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn launch(credentials: Option<(String, String)>) -> Registry {
@@ -100,17 +101,19 @@ impl Registry {
         if let Some((user, password)) = &credentials {
             write_htpasswd(dir.path(), user, password);
         }
+        let http = Http::new();
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let addr = format!("127.0.0.1:{}", free_port());
             write_config(dir.path(), &addr, credentials.is_some());
             let mut child = spawn(dir.path());
-            match wait_ready(&mut child, dir.path(), &addr) {
+            match wait_ready(&http, &mut child, dir.path(), &addr) {
                 Ok(()) => {
                     return Registry {
                         addr,
                         child,
                         dir,
+                        http,
                         credentials,
                     };
                 }
@@ -134,7 +137,7 @@ impl Drop for Registry {
 }
 
 /// Polls `GET /v2/` until the registry answers as a registry does.
-fn wait_ready(child: &mut Child, dir: &Path, addr: &str) -> Result<(), String> {
+fn wait_ready(http: &Http, child: &mut Child, dir: &Path, addr: &str) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -142,7 +145,7 @@ fn wait_ready(child: &mut Child, dir: &Path, addr: &str) -> Result<(), String> {
         }
         let mut req = Request::new("GET", format!("http://{addr}/v2/"));
         req.timeout = Duration::from_secs(2);
-        if let Ok(reply) = req.send() {
+        if let Ok(reply) = http.send(req) {
             let is_registry = reply.header("docker-distribution-api-version").is_some();
             if is_registry && (reply.status == 200 || reply.status == 401) {
                 return Ok(());
@@ -150,7 +153,10 @@ fn wait_ready(child: &mut Child, dir: &Path, addr: &str) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!("no answer within {START_TIMEOUT:?}; output:\n{}", log(dir)))
+    Err(format!(
+        "no answer within {START_TIMEOUT:?}; output:\n{}",
+        log(dir)
+    ))
 }
 
 /// What the registry printed (stdout and stderr share one file).

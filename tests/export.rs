@@ -1,0 +1,426 @@
+//! `export` / `fetch-to-tarfile` against a real registry: the tarball holds
+//! exactly the registry's config and verified, uncompressed layers.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::busybox::busybox_image;
+use common::image::{Compression, Format, ImageSpec, LayerSpec, PlatformSpec};
+use common::push::PushedImage;
+use common::registry::Registry;
+use serde_json::Value;
+
+fn occystrap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_occystrap"))
+        .args(args)
+        .env_remove("OCCYSTRAP_USERNAME")
+        .env_remove("OCCYSTRAP_PASSWORD")
+        .env("DOCKER_CONFIG", "/nonexistent-occystrap-test")
+        .output()
+        .expect("run occystrap")
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "occystrap failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn fails_with(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
+/// Every entry of a tar file: name → content.
+fn tar_entries(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut archive = tar::Archive::new(file);
+    let mut out = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        out.insert(name, data);
+    }
+    out
+}
+
+/// Check a docker-save tarball against what was pushed.
+fn assert_docker_save(path: &Path, pushed: &PushedImage, repo_tag: Option<&str>) {
+    let entries = tar_entries(path);
+    let manifest: Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
+    let m = &manifest[0];
+    let config_name = format!(
+        "{}.json",
+        pushed.config_digest.trim_start_matches("sha256:")
+    );
+    assert_eq!(m["Config"], config_name.as_str());
+    assert_eq!(
+        entries[&config_name], pushed.config_bytes,
+        "config byte for byte"
+    );
+    let layers: Vec<&str> = m["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(layers.len(), pushed.layer_tars.len());
+    for (name, (tar, diff_id)) in layers
+        .iter()
+        .zip(pushed.layer_tars.iter().zip(&pushed.diff_ids))
+    {
+        assert_eq!(
+            *name,
+            format!("{}/layer.tar", diff_id.trim_start_matches("sha256:"))
+        );
+        assert_eq!(&entries[*name], tar, "layer {name} is the uncompressed tar");
+    }
+    let tags: Vec<&str> = m["RepoTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tags, repo_tag.into_iter().collect::<Vec<_>>());
+}
+
+/// No output and no temporary file left in `dir`.
+fn assert_empty(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn mixed_image(format: Format) -> ImageSpec {
+    busybox_image()
+        .format(format)
+        .layer(
+            LayerSpec::new()
+                .file("etc/zstd", b"zstd layer\n", 0o644)
+                .compression(Compression::Zstd),
+        )
+        .layer(
+            LayerSpec::new()
+                .file("etc/plain", b"plain layer\n", 0o600)
+                .compression(Compression::None),
+        )
+        .layer(
+            LayerSpec::new()
+                .file("etc/multi", vec![b'x'; 200_000], 0o644)
+                .multi_member_gzip(),
+        )
+}
+
+#[test]
+fn exports_gzip_zstd_uncompressed_and_multi_member_layers() {
+    let registry = Registry::start();
+    for (format, repo) in [(Format::Docker, "test/docker"), (Format::Oci, "test/oci")] {
+        let pushed = registry.push_image(repo, "v1", &mixed_image(format));
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("image.tar");
+        let reference = registry.image_ref(repo, "v1");
+        ok(&occystrap(&["export", &reference, out.to_str().unwrap()]));
+        assert_docker_save(&out, &pushed, Some(&reference));
+    }
+}
+
+#[test]
+fn legacy_fetch_to_tarfile_with_and_without_registry() {
+    let registry = Registry::start();
+    let pushed = registry.push_image("team/app", "1.0", &busybox_image());
+    let dir = tempfile::tempdir().unwrap();
+    let with = dir.path().join("with.tar");
+    ok(&occystrap(&[
+        "fetch-to-tarfile",
+        &registry.addr,
+        "team/app",
+        "1.0",
+        with.to_str().unwrap(),
+    ]));
+    assert_docker_save(&with, &pushed, Some(&registry.image_ref("team/app", "1.0")));
+    let without = dir.path().join("without.tar");
+    let image = format!("{}/team/app", registry.addr);
+    ok(&occystrap(&[
+        "fetch-to-tarfile",
+        &image,
+        "1.0",
+        without.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        std::fs::read(&with).unwrap(),
+        std::fs::read(&without).unwrap()
+    );
+}
+
+#[test]
+fn digest_references_pin_the_manifest() {
+    let registry = Registry::start();
+    let pushed = registry.push_image("test/pinned", "", &busybox_image());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pinned.tar");
+    let reference = registry.image_ref("test/pinned", &pushed.manifest_digest);
+    ok(&occystrap(&["export", &reference, out.to_str().unwrap()]));
+    // A digest reference has no tag to put in RepoTags.
+    assert_docker_save(&out, &pushed, None);
+
+    let missing = registry.image_ref(
+        "test/pinned",
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    );
+    let out2 = dir.path().join("missing.tar");
+    fails_with(
+        &occystrap(&["export", &missing, out2.to_str().unwrap()]),
+        3,
+        "not found",
+    );
+    assert!(!out2.exists());
+}
+
+/// Five+ platforms in a Docker list and an OCI index, with an attestation.
+fn push_multi_arch(
+    registry: &Registry,
+    format: Format,
+    repo: &str,
+) -> BTreeMap<&'static str, PushedImage> {
+    let platforms = [
+        "linux/amd64",
+        "linux/arm/v6",
+        "linux/arm/v7",
+        "linux/arm64/v8",
+        "linux/386",
+        "linux/ppc64le",
+    ];
+    let mut pushed = BTreeMap::new();
+    let mut entries = Vec::new();
+    for p in platforms {
+        let image = ImageSpec::new()
+            .format(format)
+            .platform(p)
+            .layer(LayerSpec::new().file("platform", p.as_bytes(), 0o644));
+        let img = registry.push_image(repo, "", &image);
+        pushed.insert(p, img);
+    }
+    let attestation = registry.push_attestation(repo, &pushed["linux/amd64"]);
+    for p in platforms {
+        entries.push((PlatformSpec::parse(p), &pushed[p]));
+    }
+    entries.push((PlatformSpec::parse("unknown/unknown"), &attestation));
+    registry.push_index(repo, "multi", format, &entries);
+    pushed
+}
+
+#[test]
+fn multi_arch_selects_by_platform() {
+    let registry = Registry::start();
+    for (format, repo) in [(Format::Docker, "test/list"), (Format::Oci, "test/index")] {
+        let pushed = push_multi_arch(&registry, format, repo);
+        let reference = registry.image_ref(repo, "multi");
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "linux/amd64"),
+            (&["--platform", "linux/arm/v6"], "linux/arm/v6"),
+            (&["--platform", "linux/arm"], "linux/arm/v7"),
+            (&["--platform", "linux/arm64"], "linux/arm64/v8"),
+            (&["--platform", "linux/aarch64/v8"], "linux/arm64/v8"),
+            (
+                &["--os", "linux", "--architecture", "arm", "--variant", "v7"],
+                "linux/arm/v7",
+            ),
+            (&["--architecture", "arm64"], "linux/arm64/v8"),
+            (&["--architecture", "i386"], "linux/386"),
+            (&["--platform", "linux/ppc64le"], "linux/ppc64le"),
+        ];
+        for (i, (flags, expect)) in cases.iter().enumerate() {
+            let out = dir.path().join(format!("{i}.tar"));
+            let mut args = flags.to_vec();
+            args.extend(["export", &reference, out.to_str().unwrap()]);
+            ok(&occystrap(&args));
+            assert_docker_save(&out, &pushed[expect], Some(&reference));
+        }
+        let out = dir.path().join("none.tar");
+        let res = occystrap(&[
+            "--platform",
+            "linux/s390x",
+            "export",
+            &reference,
+            out.to_str().unwrap(),
+        ]);
+        fails_with(&res, 3, "linux/arm/v6");
+        assert!(!String::from_utf8_lossy(&res.stderr).contains("unknown/unknown"));
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn basic_auth_from_flags_env_and_docker_config() {
+    let registry = Registry::start_with_basic_auth("alice", "s3cret");
+    let pushed = registry.push_image("private/app", "v1", &busybox_image());
+    let reference = registry.image_ref("private/app", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a.tar");
+    let target = out.to_str().unwrap();
+
+    fails_with(
+        &occystrap(&["export", &reference, target]),
+        3,
+        "authentication",
+    );
+    assert!(!out.exists());
+    let wrong = occystrap(&[
+        "--username",
+        "alice",
+        "--password",
+        "nope",
+        "export",
+        &reference,
+        target,
+    ]);
+    fails_with(&wrong, 3, "authentication");
+
+    ok(&occystrap(&[
+        "--username",
+        "alice",
+        "--password",
+        "s3cret",
+        "export",
+        &reference,
+        target,
+    ]));
+    assert_docker_save(&out, &pushed, Some(&reference));
+
+    let env = Command::new(env!("CARGO_BIN_EXE_occystrap"))
+        .args(["export", &reference, target])
+        .env("OCCYSTRAP_USERNAME", "alice")
+        .env("OCCYSTRAP_PASSWORD", "s3cret")
+        .env("DOCKER_CONFIG", "/nonexistent-occystrap-test")
+        .output()
+        .unwrap();
+    ok(&env);
+
+    let config_dir = tempfile::tempdir().unwrap();
+    let auth = base64_encode(b"alice:s3cret");
+    std::fs::write(
+        config_dir.path().join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            registry.addr
+        ),
+    )
+    .unwrap();
+    let from_config = Command::new(env!("CARGO_BIN_EXE_occystrap"))
+        .args(["export", &reference, target])
+        .env_remove("OCCYSTRAP_USERNAME")
+        .env_remove("OCCYSTRAP_PASSWORD")
+        .env("DOCKER_CONFIG", config_dir.path())
+        .output()
+        .unwrap();
+    ok(&from_config);
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tampered_blob_in_storage_is_detected_and_nothing_is_left() {
+    let registry = Registry::start();
+    let image = busybox_image().layer(LayerSpec::new().file("etc/extra", vec![b'e'; 4096], 0o644));
+    let pushed = registry.push_image("test/tampered", "v1", &image);
+    // Flip one byte in the middle of the second layer's blob (same size).
+    let blob = registry.blob_path(&pushed.layer_digests[1]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.tar");
+    let res = occystrap(&[
+        "export",
+        &registry.image_ref("test/tampered", "v1"),
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&res, 4, &pushed.layer_digests[1]);
+    assert_empty(dir.path());
+}
+
+#[test]
+fn wrong_diff_id_is_detected() {
+    let registry = Registry::start();
+    let image = busybox_image().edit_config(|config| {
+        config["rootfs"]["diff_ids"][0] =
+            "sha256:1111111111111111111111111111111111111111111111111111111111111111".into();
+    });
+    registry.push_image("test/diffid", "v1", &image);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.tar");
+    let res = occystrap(&[
+        "export",
+        &registry.image_ref("test/diffid", "v1"),
+        out.to_str().unwrap(),
+    ]);
+    fails_with(
+        &res,
+        4,
+        "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+    );
+    assert_empty(dir.path());
+}
+
+#[test]
+fn layer_count_must_match_diff_ids() {
+    let registry = Registry::start();
+    let image = busybox_image().edit_config(|config| {
+        config["rootfs"]["diff_ids"]
+            .as_array_mut()
+            .unwrap()
+            .push("sha256:2222222222222222222222222222222222222222222222222222222222222222".into());
+    });
+    registry.push_image("test/count", "v1", &image);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.tar");
+    let res = occystrap(&[
+        "export",
+        &registry.image_ref("test/count", "v1"),
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&res, 4, "diff_ids");
+    assert_empty(dir.path());
+}
+
+#[test]
+fn bad_references_are_usage_errors() {
+    for bad in ["UPPER/case", "a//b", "busybox:", "busybox@sha256:abc", ""] {
+        let res = occystrap(&["export", bad, "/tmp/never-written.tar"]);
+        fails_with(&res, 2, "invalid image reference");
+    }
+}
