@@ -451,3 +451,50 @@ async fn harness_works_inside_a_tokio_runtime() {
     let reply = registry.get("/v2/async/manifests/v1", Some(DOCKER_MANIFEST));
     assert_eq!(reply.body, pushed.manifest_bytes);
 }
+
+#[test]
+fn schema1_is_refused_on_push_but_can_be_planted_in_storage() {
+    let registry = Registry::start();
+    let layer = registry.push_blob("old", b"layer");
+    let schema1 = serde_json::to_vec(&json!({
+        "schemaVersion": 1,
+        "name": "old",
+        "tag": "v1",
+        "architecture": "amd64",
+        "fsLayers": [{ "blobSum": layer }],
+        "history": [{ "v1Compatibility": "{\"id\":\"0\"}" }],
+    }))
+    .unwrap();
+    let v1 = "application/vnd.docker.distribution.manifest.v1+json";
+    let refused = registry.try_push_manifest_raw("old", "v1", v1, &schema1);
+    assert_eq!(refused.status, 400);
+
+    registry.put_manifest_in_storage("old", "v1", &schema1);
+    let reply = registry.get("/v2/old/manifests/v1", Some(v1));
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/vnd.docker.distribution.manifest.v1+prettyjws")
+    );
+    let served = json_of(&reply.body);
+    assert_eq!(served["schemaVersion"], 1);
+    assert_eq!(served["fsLayers"][0]["blobSum"], layer.as_str());
+}
+
+/// Clients must list the Docker schema2 type in `Accept`: without it this
+/// registry converts a schema2 manifest fetched by tag to a signed schema1.
+#[test]
+fn docker_manifest_by_tag_needs_a_schema2_accept_header() {
+    let registry = Registry::start();
+    let pushed = registry.push_image("acc", "v1", &tiny_image());
+    let schema1 = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+    for accept in [None, Some(OCI_MANIFEST), Some("*/*")] {
+        let reply = registry.get("/v2/acc/manifests/v1", accept);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-type"), Some(schema1), "Accept: {accept:?}");
+        assert_eq!(json_of(&reply.body)["schemaVersion"], 1);
+    }
+    let by_digest = format!("/v2/acc/manifests/{}", pushed.manifest_digest);
+    let reply = registry.get(&by_digest, None);
+    eprintln!("{} {:?} {}", reply.status, reply.header("content-type"), String::from_utf8_lossy(&reply.body));
+}
