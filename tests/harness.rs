@@ -6,6 +6,8 @@ mod common;
 use std::io::Read;
 
 use common::busybox::busybox_image;
+use common::fake::{Canned, FakeServer};
+use common::http::Reply;
 use common::image::{Compression, Format, ImageSpec, LayerSpec, PlatformSpec, raw_entry};
 use common::registry::Registry;
 use common::sha256_digest;
@@ -130,6 +132,9 @@ fn zstd_oci_image_has_oci_media_types() {
 
     let reply = registry.get("/v2/test/oci/manifests/v1", Some(OCI_MANIFEST));
     assert_eq!(reply.body, pushed.manifest_bytes);
+    // This registry hides OCI manifests from clients that do not accept them.
+    let no_accept = registry.get("/v2/test/oci/manifests/v1", None);
+    assert_eq!(no_accept.status, 404);
     let manifest = json_of(&reply.body);
     assert_eq!(manifest["mediaType"], OCI_MANIFEST);
     assert_eq!(
@@ -258,6 +263,11 @@ fn docker_manifest_list_is_served_with_its_media_type() {
         json_of(&reply.body)["manifests"][1]["mediaType"],
         DOCKER_MANIFEST
     );
+    // Without the list type in Accept, the amd64 entry comes back as schema1.
+    let no_accept = registry.get("/v2/list/manifests/latest", None);
+    assert_eq!(no_accept.status, 200);
+    assert_eq!(json_of(&no_accept.body)["schemaVersion"], 1);
+    assert_eq!(json_of(&no_accept.body)["architecture"], "amd64");
 }
 
 #[test]
@@ -491,10 +501,93 @@ fn docker_manifest_by_tag_needs_a_schema2_accept_header() {
     for accept in [None, Some(OCI_MANIFEST), Some("*/*")] {
         let reply = registry.get("/v2/acc/manifests/v1", accept);
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.header("content-type"), Some(schema1), "Accept: {accept:?}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some(schema1),
+            "Accept: {accept:?}"
+        );
         assert_eq!(json_of(&reply.body)["schemaVersion"], 1);
     }
     let by_digest = format!("/v2/acc/manifests/{}", pushed.manifest_digest);
+    // By digest it is served as stored, whatever the client accepts.
     let reply = registry.get(&by_digest, None);
-    eprintln!("{} {:?} {}", reply.status, reply.header("content-type"), String::from_utf8_lossy(&reply.body));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, pushed.manifest_bytes);
+}
+
+/// GET through a fake server.
+fn get_via(server: &FakeServer, path: &str, accept: &str) -> Reply {
+    common::http::get(&format!("{}{path}", server.url()), &[("Accept", accept)])
+}
+
+#[test]
+fn fake_server_serves_scripts_and_forwards_the_rest() {
+    let registry = Registry::start_with_basic_auth("bob", "pw");
+    let pushed = registry.push_image("real", "v1", &tiny_image());
+    let fake = FakeServer::in_front_of(&registry);
+    let odd = "application/vnd.example.unknown+json";
+    fake.on(
+        "GET",
+        "/v2/real/manifests/odd",
+        vec![Canned::new(200, "{}").header("Content-Type", odd)],
+    );
+    let blob_path = format!("/v2/real/blobs/{}", pushed.layer_digests[0]);
+    fake.on(
+        "GET",
+        &blob_path,
+        vec![Canned::new(503, "busy"), Canned::forward()],
+    );
+
+    let reply = get_via(&fake, "/v2/real/manifests/odd", odd);
+    assert_eq!(
+        (reply.status, reply.header("content-type")),
+        (200, Some(odd))
+    );
+
+    // Unscripted: forwarded, and the registry still wants credentials.
+    let path = "/v2/real/manifests/v1";
+    assert_eq!(get_via(&fake, path, DOCKER_MANIFEST).status, 401);
+    let auth = common::http::get(
+        &format!("{}{path}", fake.url()),
+        &[
+            ("Accept", DOCKER_MANIFEST),
+            ("Authorization", "Basic Ym9iOnB3"),
+        ],
+    );
+    assert_eq!(auth.status, 200);
+    assert_eq!(auth.body, pushed.manifest_bytes);
+
+    // Scripted sequence: one failure, then the real blob.
+    let creds = ("Authorization", "Basic Ym9iOnB3");
+    let url = format!("{}{blob_path}", fake.url());
+    assert_eq!(common::http::get(&url, &[creds]).status, 503);
+    let blob = common::http::get(&url, &[creds]);
+    assert_eq!(blob.status, 200);
+    assert_eq!(gunzip_all(&blob.body), pushed.layer_tars[0]);
+
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen[0].header("accept"), Some(odd));
+    assert!(seen.iter().all(|r| r.method == "GET"));
+}
+
+#[test]
+fn fake_server_can_cut_a_body_short() {
+    let fake = FakeServer::start();
+    fake.on(
+        "GET",
+        "/v2/x/blobs/sha256:abc",
+        vec![Canned::new(200, vec![7u8; 1000]).content_length(5000)],
+    );
+    let url = format!("{}/v2/x/blobs/sha256:abc", fake.url());
+    let reply = common::http::try_get(&url, &[]);
+    assert!(reply.is_err(), "a short body must be an error: {reply:?}");
+    assert_eq!(
+        common::http::get(&format!("{}/v2/", fake.url()), &[]).status,
+        200
+    );
+    assert_eq!(
+        common::http::get(&format!("{}/v2/none", fake.url()), &[]).status,
+        404
+    );
 }

@@ -116,3 +116,19 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         Err(panic) => std::panic::resume_unwind(panic),
     })
 }
+
+/// `GET url` with extra headers, on a fresh client; panics if there is no
+/// answer. For servers other than a [`Registry`](super::registry::Registry)
+/// (which has `get`), e.g. a [`FakeServer`](super::fake::FakeServer).
+pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+    try_get(url, headers).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`get`], but a transport failure (refused, cut short...) is an `Err`.
+pub fn try_get(url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+    let mut req = Request::new("GET", url.to_string());
+    for (name, value) in headers {
+        req.headers.push((name, value.to_string()));
+    }
+    Http::new().send(req)
+}

@@ -18,7 +18,9 @@ pub struct Registry {
     /// `127.0.0.1:PORT`, plain HTTP.
     pub addr: String,
     child: Child,
+    /// Kept for its Drop, which deletes storage, config and log.
     dir: tempfile::TempDir,
+    storage: PathBuf,
     http: Http,
     credentials: Option<(String, String)>,
 }
@@ -39,8 +41,8 @@ impl Registry {
     }
 
     /// The filesystem storage root, for tests that tamper with stored data.
-    pub fn storage_dir(&self) -> PathBuf {
-        self.dir.path().join("storage")
+    pub fn storage_dir(&self) -> &Path {
+        &self.storage
     }
 
     /// Where the registry keeps the blob `sha256:<hex>`.
@@ -112,6 +114,7 @@ impl Registry {
                     return Registry {
                         addr,
                         child,
+                        storage: dir.path().join("storage"),
                         dir,
                         http,
                         credentials,
