@@ -13,7 +13,10 @@ use common::image::{Compression, Format, LayerSpec};
 use common::registry::Registry;
 
 fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("run docker");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
     assert!(
         out.status.success(),
         "docker {args:?}: {}",
@@ -43,19 +46,28 @@ fn docker_loads_and_runs_exported_tarballs() {
             .args(["export", &reference, tarball.to_str().unwrap()])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
-        let _ = Command::new("docker").args(["rmi", "-f", &reference]).output();
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &reference])
+            .output();
         let loaded = docker(&["load", "-i", tarball.to_str().unwrap()]);
         assert!(loaded.contains(&reference), "docker load said: {loaded}");
         let id = docker(&["image", "inspect", "--format", "{{.Id}}", &reference]);
-        assert_eq!(id.trim(), pushed.config_digest, "image ID is the registry's");
+        assert_eq!(
+            id.trim(),
+            pushed.config_digest,
+            "image ID is the registry's"
+        );
         let ran = docker(&["run", "--rm", "--network", "none", &reference]);
         assert_eq!(ran, "hello\nfrom a zstd layer\n");
         docker(&["rmi", "-f", &reference]);
     }
 }
-
 
 fn engine_answers() -> bool {
     Command::new("docker")
@@ -83,7 +95,10 @@ pub fn ensure_dockerd() {
             .expect("start dockerd: install Debian's docker.io and run as root");
         let deadline = Instant::now() + Duration::from_secs(60);
         while !engine_answers() {
-            assert!(Instant::now() < deadline, "dockerd did not come up (see the dockerd log in the temp dir)");
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not come up (see the dockerd log in the temp dir)"
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     });

@@ -1405,7 +1405,9 @@ fn non_root_inner() {
 #[test]
 #[ignore]
 fn zz_perf_tmp() {
-    let Some(p) = std::env::var_os("PERF_TAR") else { return };
+    let Some(p) = std::env::var_os("PERF_TAR") else {
+        return;
+    };
     let (_t, root) = fresh();
     let r = RootDir::open(&root).unwrap();
     for i in 0..2 {

@@ -1,0 +1,190 @@
+//! Integration tier: bundles are proven by running them with the real runc
+//! (Debian's; the tests run as root). Each image is built in Rust, pushed to
+//! a real registry, bundled by the occystrap binary, then `runc run`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::busybox::busybox_image;
+use common::image::{Compression, LayerSpec};
+use common::registry::Registry;
+
+fn occystrap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_occystrap"))
+        .args(args)
+        .output()
+        .expect("run occystrap")
+}
+
+/// `runc run` the bundle; returns stdout. A unique container id per call.
+fn runc_run(bundle: &Path) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let id = format!(
+        "occystrap-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let out = Command::new("runc")
+        .args(["run", &id])
+        .current_dir(bundle)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run runc: install Debian's runc");
+    assert!(
+        out.status.success(),
+        "runc run failed ({:?}): {}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn bundle(reference: &str, dir: &Path, extra: &[&str]) {
+    let mut args = vec!["bundle", reference, dir.to_str().unwrap()];
+    args.extend(extra);
+    let out = occystrap(&args);
+    assert!(
+        out.status.success(),
+        "bundle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A multi-layer image: busybox, then a layer adding a user, a group, a
+/// working directory and files, then one deleting files and directories
+/// (whiteouts and an opaque directory), in zstd.
+fn layered_image() -> common::image::ImageSpec {
+    busybox_image()
+        .layer(
+            LayerSpec::new()
+                .file(
+                    "etc/passwd",
+                    "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nsvc:x:2000:2001:svc:/srv/svc:/bin/sh\n",
+                    0o644,
+                )
+                .file(
+                    "etc/group",
+                    "root:x:0:\nusers:x:100:app,svc\napp:x:1000:\nsvc:x:2001:\nextra:x:3000:svc\n",
+                    0o644,
+                )
+                .dir("srv", 0o755)
+                .dir("srv/svc", 0o750)
+                .owner(2000, 2001)
+                .file("srv/svc/keep", b"kept\n", 0o644)
+                .dir("data", 0o755)
+                .file("data/old-a", b"a\n", 0o644)
+                .file("data/old-b", b"b\n", 0o644)
+                .dir("gone", 0o755)
+                .file("gone/file", b"x\n", 0o644),
+        )
+        .layer(
+            LayerSpec::new()
+                .whiteout("gone")
+                .opaque("data")
+                .file("data/new", b"new\n", 0o644)
+                .whiteout("bin/ls")
+                .compression(Compression::Zstd),
+        )
+        .user("svc")
+        .working_dir("/srv/svc")
+        .env("GREETING=hi")
+        .cmd(&[
+            "sh",
+            "-c",
+            "id; pwd; echo $GREETING $HOME; ls_missing=$(test -e /bin/ls || echo no-ls); echo $ls_missing; \
+             test -e /gone || echo no-gone; cat /data/*; cat keep",
+        ])
+}
+
+#[test]
+fn runc_runs_a_multi_layer_bundle_as_the_image_user() {
+    let registry = Registry::start();
+    registry.push_image("test/layered", "v1", &layered_image());
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("bundle");
+    bundle(&registry.image_ref("test/layered", "v1"), &target, &[]);
+    let out = runc_run(&target);
+    assert_eq!(
+        out,
+        "uid=2000(svc) gid=2001(svc) groups=100(users),3000(extra)\n\
+         /srv/svc\n\
+         hi /srv/svc\n\
+         no-ls\n\
+         no-gone\n\
+         new\n\
+         kept\n"
+    );
+}
+
+#[test]
+fn legacy_fetch_to_oci_and_command_override() {
+    let registry = Registry::start();
+    registry.push_image("test/busybox", "latest", &busybox_image());
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("bar");
+    let out = occystrap(&[
+        "fetch-to-oci",
+        &registry.addr,
+        "test/busybox",
+        "latest",
+        target.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(runc_run(&target), "hello\n");
+
+    // An existing bundle is refused, then replaced with --force.
+    let reference = registry.image_ref("test/busybox", "latest");
+    let refused = occystrap(&["bundle", &reference, target.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already exists"));
+    bundle(
+        &reference,
+        &target,
+        &[
+            "--force",
+            "-u",
+            "app",
+            "-e",
+            "X=1",
+            "--",
+            "sh",
+            "-c",
+            "id -u; echo $X",
+        ],
+    );
+    assert_eq!(runc_run(&target), "1000\n1\n");
+}
+
+#[test]
+fn failed_bundle_leaves_nothing() {
+    let registry = Registry::start();
+    let pushed = registry.push_image("test/broken", "v1", &layered_image());
+    let blob = registry.blob_path(&pushed.layer_digests[2]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x55;
+    std::fs::write(&blob, bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("bundle");
+    let out = occystrap(&[
+        "bundle",
+        &registry.image_ref("test/broken", "v1"),
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&pushed.layer_digests[2]));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
