@@ -86,13 +86,14 @@ pub fn ensure_dockerd() {
         if engine_answers() {
             return;
         }
-        let log = std::fs::File::create(std::env::temp_dir().join("occystrap-test-dockerd.log"))
-            .expect("create dockerd log");
-        Command::new("dockerd")
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log)
-            .spawn()
+        // Detached through a shell so the engine outlives this test process.
+        let log = std::env::temp_dir().join("occystrap-test-dockerd.log");
+        let started = Command::new("sh")
+            .arg("-c")
+            .arg(format!("dockerd >'{}' 2>&1 &", log.display()))
+            .status()
             .expect("start dockerd: install Debian's docker.io and run as root");
+        assert!(started.success(), "could not start dockerd");
         let deadline = Instant::now() + Duration::from_secs(60);
         while !engine_answers() {
             assert!(
