@@ -22,7 +22,14 @@ where
     F: FnMut(&mut S, &LayerRef, &mut LayerReader) -> Result<()> + Send + 'static,
 {
     let mut carried = (state, consume);
-    for layer in image.layers.iter().cloned() {
+    let count = image.layers.len();
+    for (i, layer) in image.layers.iter().cloned().enumerate() {
+        tracing::info!(
+            "layer {}/{count} {} ({})",
+            i + 1,
+            layer.digest,
+            human_size(layer.size)
+        );
         let blob = registry
             .open_blob("layer", &layer.digest, layer.size)
             .await?;
@@ -48,4 +55,30 @@ where
         .map_err(|e| Error::Usage(format!("internal error: layer task failed: {e}")))??;
     }
     Ok(carried.0)
+}
+
+/// `1.2 MB`-style sizes for progress lines.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_sizes() {
+        assert_eq!(super::human_size(999), "999 B");
+        assert_eq!(super::human_size(1_234_567), "1.2 MB");
+        assert_eq!(super::human_size(3_000_000_000), "3.0 GB");
+    }
 }
