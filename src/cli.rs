@@ -96,6 +96,53 @@ pub enum Command {
         #[command(flatten)]
         bundle: BundleArgs,
     },
+    /// Write an image as a directory: the docker-save layout (tar it for
+    /// `docker load`), shared between images with --use-unique-names
+    Extract {
+        /// Image reference, e.g. busybox:1.36, localhost:5000/app@sha256:...
+        reference: String,
+        /// Directory to write (shared and updated in place with --use-unique-names)
+        dir: PathBuf,
+        #[command(flatten)]
+        extract: ExtractArgs,
+    },
+    /// fetch-to-extracted [REGISTRY] IMAGE TAG DIR: the original form of `extract`
+    #[command(name = "fetch-to-extracted")]
+    FetchToExtracted {
+        /// [REGISTRY] IMAGE TAG DIR
+        #[arg(num_args = 3..=4, value_names = ["REGISTRY", "IMAGE", "TAG", "DIR"], required = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        extract: ExtractArgs,
+    },
+    /// Rebuild one image's docker-load tarball from a --use-unique-names directory
+    #[command(name = "recreate-image")]
+    RecreateImage {
+        /// Directory written by `extract --use-unique-names`
+        dir: PathBuf,
+        /// Image name, as pulled or in any equivalent spelling (busybox,
+        /// library/busybox, docker.io/library/busybox, quay.io/org/app)
+        image: String,
+        /// Tag (or the digest the image was pulled by)
+        tag: String,
+        /// Output tarball (replaced atomically if it exists)
+        output: PathBuf,
+    },
+}
+
+/// Options of `extract` and `fetch-to-extracted`.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Share config and layers (named by digest) between images in DIR, with
+    /// one manifest-<image>-<tag>.json per image and a catalog.json
+    #[arg(long = "use-unique-names", visible_alias = "unique-names")]
+    pub unique_names: bool,
+    /// Also extract each layer (whiteout files kept) and the merged filesystem
+    #[arg(long)]
+    pub expand: bool,
+    /// Replace DIR if it exists (only once the new one is complete)
+    #[arg(long, conflicts_with = "unique_names")]
+    pub force: bool,
 }
 
 /// Options of `bundle` and `fetch-to-oci`.

@@ -144,11 +144,6 @@ impl<R: Read> VerifyingReader<R> {
         }
     }
 
-    /// Bytes read so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.seen
-    }
-
     /// Read to the end (discarding) so the check runs even if the consumer
     /// stopped early, e.g. at a tar end-of-archive marker.
     pub fn drain(&mut self) -> io::Result<()> {
@@ -199,20 +194,9 @@ impl<R: Read> Read for VerifyingReader<R> {
     }
 }
 
-/// The [`IntegrityError`] an I/O error carries, however deeply wrapped
-/// (the tar parser wraps the errors of the reader it reads from).
+/// The [`IntegrityError`] an I/O error carries, however deeply wrapped.
 pub fn integrity_cause(err: &io::Error) -> Option<&IntegrityError> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = err.get_ref().map(|e| e as _);
-    while let Some(e) = cause {
-        if let Some(found) = e.downcast_ref::<IntegrityError>() {
-            return Some(found);
-        }
-        cause = e
-            .downcast_ref::<io::Error>()
-            .and_then(|io| io.get_ref().map(|e| e as _))
-            .or_else(|| e.source());
-    }
-    None
+    crate::error::find_cause(err)
 }
 
 #[cfg(test)]

@@ -83,6 +83,13 @@ pub enum Error {
 
     #[error("{path}: already exists (use --force to replace it)")]
     OutputExists { path: PathBuf },
+
+    #[error("{image}: not in {}; it has: {available}", catalog.display())]
+    NotInCatalog {
+        catalog: PathBuf,
+        image: String,
+        available: String,
+    },
 }
 
 impl Error {
@@ -93,9 +100,10 @@ impl Error {
             | Error::InvalidPlatform { .. }
             | Error::Usage(_)
             | Error::OutputExists { .. } => ErrorKind::Usage,
-            Error::NotFound { .. } | Error::Auth { .. } | Error::NoMatchingPlatform { .. } => {
-                ErrorKind::NotFound
-            }
+            Error::NotFound { .. }
+            | Error::Auth { .. }
+            | Error::NoMatchingPlatform { .. }
+            | Error::NotInCatalog { .. } => ErrorKind::NotFound,
             Error::UnsupportedManifest { .. }
             | Error::Malformed { .. }
             | Error::Integrity(_)
@@ -112,4 +120,20 @@ impl Error {
             source,
         }
     }
+}
+
+/// The error of type `T` an I/O error carries, however deeply wrapped (the
+/// tar parser and the decompressors wrap the errors of what they read).
+pub fn find_cause<T: std::error::Error + 'static>(err: &std::io::Error) -> Option<&T> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = err.get_ref().map(|e| e as _);
+    while let Some(e) = cause {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cause = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref().map(|e| e as _))
+            .or_else(|| e.source());
+    }
+    None
 }

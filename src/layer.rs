@@ -87,16 +87,15 @@ impl Compression {
 type Decoder = Box<dyn Read + Send + 'static>;
 
 /// The uncompressed tar stream of one layer, verified against its diff_id
-/// when it reaches its end. Call [`LayerReader::finish`] after consuming
-/// the tar so the check runs even if the tar parser stopped early.
-pub struct LayerReader {
+/// when it reaches its end. Call [`LayerDecoder::finish`] after reading so
+/// the checks run even if the reader stopped early.
+pub struct LayerDecoder {
     inner: VerifyingReader<Decoder>,
     digest: String,
     compression: Compression,
-    failure: Option<IntegrityError>,
 }
 
-impl LayerReader {
+impl LayerDecoder {
     /// Wrap a (digest-verified) blob reader. The compression comes from the
     /// media type if it says, else from magic bytes.
     pub fn new<R: Read + Send + 'static>(
@@ -104,7 +103,7 @@ impl LayerReader {
         media_type: &str,
         digest: &str,
         diff_id: Digest,
-    ) -> io::Result<LayerReader> {
+    ) -> io::Result<LayerDecoder> {
         let mut blob = BufReader::with_capacity(256 * 1024, blob);
         let compression = match Compression::from_media_type(media_type) {
             Some(c) => c,
@@ -115,28 +114,11 @@ impl LayerReader {
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(blob)?),
             Compression::None => Box::new(blob),
         };
-        Ok(LayerReader {
+        Ok(LayerDecoder {
             inner: VerifyingReader::new(decoder, "layer diff_id", diff_id, None),
             digest: digest.to_string(),
             compression,
-            failure: None,
         })
-    }
-
-    /// The compression in use.
-    pub fn compression(&self) -> Compression {
-        self.compression
-    }
-
-    /// The verification failure seen while reading, if any: a consumer's
-    /// own error may hide it (the tar parser wraps read errors).
-    pub fn failure(&self) -> Option<IntegrityError> {
-        self.failure.clone()
-    }
-
-    /// Uncompressed bytes produced so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.inner.bytes_read()
     }
 
     /// Drain what is left and run the final digest and diff_id checks.
@@ -152,32 +134,28 @@ impl LayerReader {
     }
 }
 
-/// See [`LayerReader::classify`]; usable after the reader has been moved.
+/// See [`LayerDecoder::classify`]: a failed check, then a failed
+/// download, and anything else the decompressor or reader raised means the
+/// content is corrupt.
 pub fn classify_read_error(err: io::Error, digest: &str, compression: Compression) -> crate::Error {
     if let Some(integrity) = crate::digest::integrity_cause(&err) {
         return crate::Error::Integrity(integrity.clone());
     }
-    match err.kind() {
-        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
-            crate::Error::Integrity(IntegrityError::Decompress {
-                digest: digest.to_string(),
-                compression: compression.name(),
-                reason: err.to_string(),
-            })
-        }
-        _ => crate::Error::Registry {
-            reference: format!("layer {digest}"),
-            message: err.to_string(),
-        },
+    if let Some(transport) = crate::error::find_cause::<crate::registry::TransportError>(&err) {
+        return crate::Error::Registry {
+            reference: transport.reference.clone(),
+            message: format!("download failed: {}", transport.message),
+        };
     }
+    crate::Error::Integrity(IntegrityError::Decompress {
+        digest: digest.to_string(),
+        compression: compression.name(),
+        reason: err.to_string(),
+    })
 }
 
-impl Read for LayerReader {
+impl Read for LayerDecoder {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
-            if self.failure.is_none() {
-                self.failure = crate::digest::integrity_cause(e).cloned();
-            }
-        })
+        self.inner.read(buf)
     }
 }

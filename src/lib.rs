@@ -85,3 +85,25 @@ pub async fn create_bundle(
     bundle::create(&registry, &image, dir, bundle).await?;
     Ok(image)
 }
+
+/// Pull `reference` into an extracted image directory at `dir` (see
+/// [`export::extracted`]): plain (the docker-save layout, appearing only when
+/// complete), shared between images with a catalog, and/or expanded.
+pub async fn extract_image(
+    reference: &ImageRef,
+    dir: &Path,
+    extract: &export::extracted::ExtractOptions,
+    opts: &PullOptions,
+) -> Result<ResolvedImage> {
+    let (registry, image) = resolve(reference, opts).await?;
+    let tags: Vec<String> = reference.familiar_tagged().into_iter().collect();
+    export::extracted::extract(&registry, &image, dir, &tags, extract).await?;
+    Ok(image)
+}
+
+/// Rebuild the `docker load`-able tarball of `reference` (looked up by its
+/// familiar name and tag) from the shared image directory `dir` into
+/// `target`. Returns the image ID.
+pub fn recreate_image(dir: &Path, reference: &ImageRef, target: &Path) -> Result<digest::Digest> {
+    export::recreate::recreate(dir, reference, target)
+}

@@ -12,9 +12,10 @@ use occystrap::{Error, ImageRef, Platform, PullOptions, RegistryOptions};
 
 use std::path::Path;
 
-use cli::{BundleArgs, Cli, Command, Global};
+use cli::{BundleArgs, Cli, Command, ExtractArgs, Global};
 use occystrap::bundle::BundleOptions;
 use occystrap::bundle::convert::{self, ConvertOptions};
+use occystrap::export::extracted::ExtractOptions;
 
 /// Exit codes: documented in the README.
 fn exit_code(kind: ErrorKind) -> u8 {
@@ -92,12 +93,51 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let reference = ImageRef::from_parts(registry, image, tag)?;
             make_bundle(&reference, Path::new(dir), &bundle, Vec::new(), &opts).await?;
         }
+        Command::Extract {
+            reference,
+            dir,
+            extract,
+        } => {
+            let reference: ImageRef = reference.parse()?;
+            make_extracted(&reference, &dir, &extract, &opts).await?;
+        }
+        Command::FetchToExtracted { args, extract } => {
+            let (registry, image, tag, dir) = cli::legacy_args(&args);
+            let reference = ImageRef::from_parts(registry, image, tag)?;
+            make_extracted(&reference, Path::new(dir), &extract, &opts).await?;
+        }
+        Command::RecreateImage {
+            dir,
+            image,
+            tag,
+            output,
+        } => {
+            let reference = ImageRef::from_parts(None, &image, &tag)?;
+            let id = occystrap::recreate_image(&dir, &reference, &output)?;
+            tracing::info!("wrote {} ({reference}, image ID {id})", output.display());
+        }
         Command::Inspect { reference } => {
             let reference: ImageRef = reference.parse()?;
             let (_, image) = occystrap::resolve(&reference, &opts).await?;
             println!("{}", inspect_json(&image));
         }
     }
+    Ok(())
+}
+
+async fn make_extracted(
+    reference: &ImageRef,
+    dir: &Path,
+    args: &ExtractArgs,
+    opts: &PullOptions,
+) -> Result<(), Error> {
+    let extract = ExtractOptions {
+        unique_names: args.unique_names,
+        expand: args.expand,
+        replace: args.force,
+    };
+    let image = occystrap::extract_image(reference, dir, &extract, opts).await?;
+    report_written(dir, &image);
     Ok(())
 }
 

@@ -1,16 +1,102 @@
 //! Fetch an image's layers as verified, uncompressed tar streams and hand
-//! each, lowest first, to a consumer running on a blocking thread (the
-//! consumers — unpacking, tar writing — are synchronous file I/O).
+//! each, lowest first, to a consumer (unpacking, tar writing).
+//!
+//! Two threads share the work: a decoder thread downloads, checks the blob
+//! digest, decompresses and checks the diff_id; the consumer thread parses
+//! and writes. They are joined by a bounded channel, so memory stays flat,
+//! both cores are busy, and the decoder moves on to the next layer while the
+//! consumer finishes the previous one.
+
+use std::io::{self, Read};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::image::{LayerRef, ResolvedImage};
-use crate::layer::LayerReader;
-use crate::registry::Registry;
+use crate::layer::LayerDecoder;
+use crate::registry::{BlobReader, Registry};
 use crate::{Error, Result};
 
+/// Size of the chunks passed from decoder to consumer.
+const CHUNK: usize = 256 * 1024;
+/// Chunks in flight per layer: 32 × 256 KiB = 8 MiB at most.
+const DEPTH: usize = 32;
+
+enum Msg {
+    Data(Vec<u8>),
+    /// Every byte was delivered and verified.
+    End,
+    Failed(Error),
+}
+
+/// A layer's uncompressed tar stream as the consumer sees it. End of stream
+/// is reported only after the decoder has verified the whole layer.
+pub struct LayerReader {
+    rx: Receiver<Msg>,
+    chunk: Vec<u8>,
+    pos: usize,
+    ended: bool,
+    failure: Option<Error>,
+    digest: String,
+}
+
+impl LayerReader {
+    /// The decoder's error, if the stream failed (integrity, network): a
+    /// consumer's own error may only be its consequence.
+    pub fn take_failure(&mut self) -> Option<Error> {
+        self.failure.take()
+    }
+
+    /// The library error for an I/O error from reading this stream.
+    pub fn classify(&mut self, err: io::Error) -> Error {
+        self.take_failure().unwrap_or_else(|| Error::Registry {
+            reference: format!("layer {}", self.digest),
+            message: err.to_string(),
+        })
+    }
+
+    /// Read to the verified end (the consumer may stop at the tar's end
+    /// marker; trailing bytes still count for the digests).
+    fn finish(&mut self) -> Result<()> {
+        io::copy(self, &mut io::sink()).map_err(|e| self.classify(e))?;
+        Ok(())
+    }
+}
+
+impl Read for LayerReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Msg::Data(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Msg::End) => self.ended = true,
+                Ok(Msg::Failed(e)) => {
+                    let message = e.to_string();
+                    self.failure = Some(e);
+                    return Err(io::Error::other(message));
+                }
+                Err(_) => {
+                    return Err(io::Error::other(format!(
+                        "layer {}: stream ended before it was verified",
+                        self.digest
+                    )));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// Stream every layer of `image` through `consume`, in order. `state` is
-/// threaded through the calls and returned. Each layer is verified (blob
-/// digest and size, diff_id) before the next one starts; a consumer error
-/// caused by failed verification is reported as the integrity error.
+/// threaded through the calls and returned. Nothing is consumed unverified
+/// without the failure being reported: a consumer error caused by a failed
+/// check is reported as that check's error.
 pub async fn each_layer<S, F>(
     registry: &Registry,
     image: &ResolvedImage,
@@ -21,9 +107,47 @@ where
     S: Send + 'static,
     F: FnMut(&mut S, &LayerRef, &mut LayerReader) -> Result<()> + Send + 'static,
 {
-    let mut carried = (state, consume);
+    let (to_consumer, readers) = sync_channel::<(LayerRef, LayerReader)>(1);
+    let expected = image.layers.len();
+    let consumer =
+        tokio::task::spawn_blocking(move || consume_all(readers, expected, state, consume));
+    let produced = produce(registry, image, to_consumer).await;
+    let consumed = consumer
+        .await
+        .map_err(|e| Error::Usage(format!("internal error: layer consumer failed: {e}")))?;
+    // A producer failure explains a consumer that stopped short.
+    produced?;
+    consumed
+}
+
+fn consume_all<S, F>(
+    readers: Receiver<(LayerRef, LayerReader)>,
+    expected: usize,
+    mut state: S,
+    mut consume: F,
+) -> Result<S>
+where
+    F: FnMut(&mut S, &LayerRef, &mut LayerReader) -> Result<()>,
+{
+    for _ in 0..expected {
+        let Ok((layer, mut reader)) = readers.recv() else {
+            return Err(Error::Usage("layer download stopped".into()));
+        };
+        if let Err(e) = consume(&mut state, &layer, &mut reader) {
+            return Err(reader.take_failure().unwrap_or(e));
+        }
+        reader.finish()?;
+    }
+    Ok(state)
+}
+
+async fn produce(
+    registry: &Registry,
+    image: &ResolvedImage,
+    to_consumer: SyncSender<(LayerRef, LayerReader)>,
+) -> Result<()> {
     let count = image.layers.len();
-    for (i, layer) in image.layers.iter().cloned().enumerate() {
+    for (i, layer) in image.layers.iter().enumerate() {
         tracing::info!(
             "layer {}/{count} {} ({})",
             i + 1,
@@ -33,28 +157,77 @@ where
         let blob = registry
             .open_blob("layer", &layer.digest, layer.size)
             .await?;
-        let (mut state, mut consume) = carried;
-        carried = tokio::task::spawn_blocking(move || {
-            let mut reader = LayerReader::new(
-                blob,
-                &layer.media_type,
-                &layer.digest.to_string(),
-                layer.diff_id.clone(),
-            )
-            .map_err(|e| Error::Registry {
-                reference: format!("layer {}", layer.digest),
-                message: e.to_string(),
-            })?;
-            if let Err(e) = consume(&mut state, &layer, &mut reader) {
-                return Err(reader.failure().map(Error::Integrity).unwrap_or(e));
-            }
-            reader.finish()?;
-            Ok((state, consume))
-        })
-        .await
-        .map_err(|e| Error::Usage(format!("internal error: layer task failed: {e}")))??;
+        let (tx, rx) = sync_channel(DEPTH);
+        let reader = LayerReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+            ended: false,
+            failure: None,
+            digest: layer.digest.to_string(),
+        };
+        if to_consumer.send((layer.clone(), reader)).is_err() {
+            // The consumer gave up; its error is the one to report.
+            return Ok(());
+        }
+        let layer = layer.clone();
+        tokio::task::spawn_blocking(move || decode(blob, &layer, &tx))
+            .await
+            .map_err(|e| Error::Usage(format!("internal error: layer decoder failed: {e}")))?;
     }
-    Ok(carried.0)
+    Ok(())
+}
+
+/// Decompress and verify one layer into the channel. Failures go down the
+/// channel too: the consumer reports them.
+fn decode(blob: BlobReader, layer: &LayerRef, tx: &SyncSender<Msg>) {
+    let digest = layer.digest.to_string();
+    let mut decoder =
+        match LayerDecoder::new(blob, &layer.media_type, &digest, layer.diff_id.clone()) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = tx.send(Msg::Failed(Error::Registry {
+                    reference: format!("layer {digest}"),
+                    message: e.to_string(),
+                }));
+                return;
+            }
+        };
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let n = match read_full(&mut decoder, &mut chunk) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Msg::Failed(decoder.classify(e)));
+                return;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        chunk.truncate(n);
+        if tx.send(Msg::Data(chunk)).is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(match decoder.finish() {
+        Ok(()) => Msg::End,
+        Err(e) => Msg::Failed(e),
+    });
+}
+
+/// Fill `buf` as far as the stream allows (fewer, larger chunks).
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// `1.2 MB`-style sizes for progress lines.

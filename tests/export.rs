@@ -424,3 +424,23 @@ fn bad_references_are_usage_errors() {
         fails_with(&res, 2, "invalid image reference");
     }
 }
+
+/// The distribution server re-signs a stored schema1 manifest on the fly,
+/// so its body no longer matches the digest it announces: refused as an
+/// integrity failure. (A schema1 body served faithfully gets the explicit
+/// "schema1 … not supported" error: see the registry module's unit tests.)
+#[test]
+fn schema1_manifests_are_refused() {
+    let registry = Registry::start();
+    let schema1 = br#"{"schemaVersion": 1, "name": "test/old", "tag": "v1", "architecture": "amd64", "fsLayers": [], "history": []}"#;
+    registry.put_manifest_in_storage("test/old", "v1", schema1);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.tar");
+    let res = occystrap(&[
+        "export",
+        &registry.image_ref("test/old", "v1"),
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&res, 4, "test/old");
+    assert_empty(dir.path());
+}

@@ -1401,18 +1401,3 @@ fn non_root_inner() {
     )
     .unwrap();
 }
-
-#[test]
-#[ignore]
-fn zz_perf_tmp() {
-    let Some(p) = std::env::var_os("PERF_TAR") else {
-        return;
-    };
-    let (_t, root) = fresh();
-    let r = RootDir::open(&root).unwrap();
-    for i in 0..2 {
-        let t = std::time::Instant::now();
-        let s = apply_layer(&r, fs::File::open(&p).unwrap(), &UnpackOptions::default()).unwrap();
-        eprintln!("pass {i}: {s:?} in {:?}", t.elapsed());
-    }
-}

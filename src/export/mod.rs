@@ -1,7 +1,11 @@
-//! Outputs for other tools: docker-save tarballs (and, later, extracted
-//! and shared directories).
+//! Outputs for other tools: docker-save tarballs, and extracted, shared
+//! and expanded image directories (with `recreate` to turn a shared one
+//! back into a tarball).
 
+pub mod catalog;
 pub mod docker_save;
+pub mod extracted;
+pub mod recreate;
 
 use std::io::BufWriter;
 use std::path::Path;

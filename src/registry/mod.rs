@@ -205,20 +205,45 @@ pub struct BlobReader {
 impl BlobReader {
     /// Turn an error from reading this blob into the library's error.
     pub fn classify(&self, err: io::Error) -> Error {
-        match crate::digest::integrity_cause(&err) {
-            Some(i) => Error::Integrity(i.clone()),
-            None => Error::Registry {
-                reference: self.reference.clone(),
-                message: format!("download failed: {err}"),
-            },
+        if let Some(i) = crate::digest::integrity_cause(&err) {
+            return Error::Integrity(i.clone());
+        }
+        let message = match crate::error::find_cause::<TransportError>(&err) {
+            Some(t) => t.message.clone(),
+            None => err.to_string(),
+        };
+        Error::Registry {
+            reference: self.reference.clone(),
+            message: format!("download failed: {message}"),
         }
     }
 }
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+        self.inner.read(buf).map_err(|e| {
+            if crate::digest::integrity_cause(&e).is_some() {
+                e
+            } else {
+                // Tagged so that readers further down the pipeline can tell a
+                // failed download from corrupt content.
+                io::Error::other(TransportError {
+                    reference: self.reference.clone(),
+                    message: e.to_string(),
+                })
+            }
+        })
     }
+}
+
+/// A blob download failed (connection, timeout, HTTP error mid-stream).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reference}: download failed: {message}")]
+pub struct TransportError {
+    /// The blob being downloaded.
+    pub reference: String,
+    /// What went wrong.
+    pub message: String,
 }
 
 /// oci-client checks the digest itself and reports a mismatch as an error

@@ -1,0 +1,354 @@
+//! Extracted image directories: the docker-save layout as files on disk,
+//! alone or shared between images, optionally expanded.
+//!
+//! - Plain: DIR holds what the docker-save tarball holds, so
+//!   `tar -cf x.tar -C DIR .` is `docker load`-able. DIR is built under a
+//!   temporary name and appears complete, or not at all.
+//! - Shared (`unique_names`): config and layers are named by digest and
+//!   shared; each image gets `manifest-<image with / as _>-<tag>.json` and an
+//!   entry in `catalog.json` (see [`super::catalog`]). DIR accumulates: every
+//!   file is written under a temporary name and renamed into place, and the
+//!   catalog is updated under a lock, so several processes may write into
+//!   one DIR at once. A layer already there is reused only after its sha256
+//!   is checked against its diff_id; otherwise it is fetched again.
+//! - Expanded (`expand`): each layer is also extracted to `<diff_id hex>/layer/`
+//!   with whiteout files left visible, and the merged filesystem (all layers
+//!   applied, whiteouts processed, by the bundle engine) is written to
+//!   `manifest/` (shared: `manifest-<image with / as _>-<tag>/`). Layers are
+//!   applied from the `layer.tar` just written, re-verified as they are read,
+//!   so nothing is downloaded twice.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, VerifyingReader, integrity_cause};
+use crate::fsroot::RootDir;
+use crate::image::{LayerRef, ResolvedImage};
+use crate::output::Staged;
+use crate::pull;
+use crate::registry::Registry;
+use crate::unpack::{self, UnpackOptions};
+use crate::{Error, Result};
+
+use super::catalog::{self, Catalog, CatalogEntry, DirLock};
+use super::docker_save::{self, CopyError, Layout};
+
+/// Name of a layer's expanded directory, beside its `layer.tar`.
+pub const LAYER_DIR: &str = "layer";
+/// Name of the merged filesystem in a plain directory.
+pub const MERGED_DIR: &str = "manifest";
+
+/// What kind of directory to write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtractOptions {
+    /// Share config and layers between images in one DIR, with a catalog.
+    pub unique_names: bool,
+    /// Also extract each layer and the merged filesystem.
+    pub expand: bool,
+    /// Replace an existing plain DIR (only once the new one is complete).
+    /// A shared DIR is always updated in place.
+    pub replace: bool,
+}
+
+/// Write `image` (pulled from `registry`) as an extracted directory at
+/// `dir`, tagged with `repo_tags` (Docker's familiar names).
+pub async fn extract(
+    registry: &Registry,
+    image: &ResolvedImage,
+    dir: &Path,
+    repo_tags: &[String],
+    opts: &ExtractOptions,
+) -> Result<()> {
+    if opts.unique_names {
+        extract_shared(registry, image, dir, repo_tags, opts.expand).await
+    } else {
+        extract_plain(registry, image, dir, repo_tags, opts).await
+    }
+}
+
+async fn extract_plain(
+    registry: &Registry,
+    image: &ResolvedImage,
+    dir: &Path,
+    repo_tags: &[String],
+    opts: &ExtractOptions,
+) -> Result<()> {
+    let staged = Staged::dir(dir, opts.replace)?;
+    let root = staged.path().to_path_buf();
+    let layout = Layout::of(image);
+    write_new(&root.join(&layout.config), &image.config_bytes)?;
+    let layers = unique_layers(&image.layers);
+    fetch_layers(registry, image, &root, layers.clone()).await?;
+    write_new(
+        &root.join("manifest.json"),
+        &layout.manifest_json(repo_tags),
+    )?;
+    if let Some(tag) = &image.reference.tag
+        && let Some(repos) = layout.repositories_json(&image.reference.familiar_repository(), tag)
+    {
+        write_new(&root.join("repositories"), &repos)?;
+    }
+    if opts.expand {
+        let merged = root.join(MERGED_DIR);
+        fs::create_dir(&merged).map_err(|e| Error::io(&merged, e))?;
+        let all = image.layers.clone();
+        let layer_dirs = blocking(move || expand(&root, &layers, &all, &merged)).await?;
+        for layer_dir in layer_dirs {
+            layer_dir.commit()?;
+        }
+    }
+    staged.commit()
+}
+
+async fn extract_shared(
+    registry: &Registry,
+    image: &ResolvedImage,
+    dir: &Path,
+    repo_tags: &[String],
+    expand_too: bool,
+) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let (name, tag) = catalog::key_of(&image.reference);
+    let stem = catalog::manifest_stem(&name, &tag);
+    let layout = Layout::of(image);
+    ensure_config(&dir.join(&layout.config), &image.config_bytes)?;
+
+    let unique = unique_layers(&image.layers);
+    let (d, u) = (dir.to_path_buf(), unique.clone());
+    let missing = blocking(move || missing_layers(&d, &u)).await?;
+    fetch_layers(registry, image, dir, missing.clone()).await?;
+
+    let mut layer_dirs = Vec::new();
+    let mut merged = None;
+    if expand_too {
+        // Re-extract layers fetched now (the old tree may be from a
+        // tampered tar); keep existing trees of verified layers.
+        let fetched: HashSet<Digest> = missing.iter().map(|l| l.diff_id.clone()).collect();
+        let todo: Vec<LayerRef> = unique
+            .into_iter()
+            .filter(|l| fetched.contains(&l.diff_id) || !exists(&layer_dir(dir, &l.diff_id)))
+            .collect();
+        let staged = Staged::dir(&dir.join(&stem), true)?;
+        let (d, all, m) = (
+            dir.to_path_buf(),
+            image.layers.clone(),
+            staged.path().to_path_buf(),
+        );
+        let built = blocking(move || expand(&d, &todo, &all, &m)).await?;
+        layer_dirs = built
+            .into_iter()
+            .map(|s| {
+                let replace = layer_of(s.target()).is_some_and(|id| fetched.contains(&id));
+                (s, replace)
+            })
+            .collect();
+        merged = Some(staged);
+    }
+
+    let entry = CatalogEntry {
+        manifest: format!("{stem}.json"),
+        config: layout.config.clone(),
+        layers: layout.layers.clone(),
+        reference: image.reference.to_string(),
+        manifest_digest: image.manifest.digest.to_string(),
+    };
+    let manifest = layout.manifest_json(repo_tags);
+    let dir = dir.to_path_buf();
+    blocking(move || {
+        let _lock = DirLock::acquire(&dir)?;
+        let mut catalog = Catalog::load(&dir)?;
+        catalog.insert(&name, &tag, entry.clone())?;
+        for (layer_dir, replace) in layer_dirs {
+            // Another writer may have published the same tree meanwhile.
+            if replace || !exists(layer_dir.target()) {
+                layer_dir.commit()?;
+            }
+        }
+        if let Some(merged) = merged {
+            merged.commit()?;
+        }
+        catalog::write_atomic(&dir.join(&entry.manifest), &manifest)?;
+        catalog.save(&dir)
+    })
+    .await
+}
+
+/// Each distinct layer once, lowest first.
+fn unique_layers(layers: &[LayerRef]) -> Vec<LayerRef> {
+    let mut seen = HashSet::new();
+    layers
+        .iter()
+        .filter(|l| seen.insert(l.diff_id.clone()))
+        .cloned()
+        .collect()
+}
+
+/// Fetch `layers` of `image` into `<diff_id hex>/layer.tar` under `dir`,
+/// each written under a temporary name and renamed into place once every
+/// byte has been verified.
+async fn fetch_layers(
+    registry: &Registry,
+    image: &ResolvedImage,
+    dir: &Path,
+    layers: Vec<LayerRef>,
+) -> Result<()> {
+    if layers.is_empty() {
+        return Ok(());
+    }
+    let mut subset = image.clone();
+    subset.layers = layers;
+    let dir = dir.to_path_buf();
+    pull::each_layer(registry, &subset, (), move |_, layer, reader| {
+        let target = dir.join(docker_save::layer_path(layer.diff_id.hex()));
+        let parent = target.parent().unwrap_or(&dir);
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let (staged, file) = Staged::file(&target)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let written = docker_save::copy(reader, &mut out).and_then(|_| {
+            out.into_inner()
+                .map(drop)
+                .map_err(|e| CopyError::Write(e.into_error()))
+        });
+        match written {
+            // The stream ends only after the layer verified in full.
+            Ok(()) => staged.commit(),
+            Err(CopyError::Read(e)) => Err(reader.classify(e)),
+            Err(CopyError::Write(e)) => Err(Error::io(staged.path(), e)),
+        }
+    })
+    .await
+}
+
+/// The layers whose `layer.tar` is absent or does not hash to its diff_id.
+fn missing_layers(dir: &Path, layers: &[LayerRef]) -> Result<Vec<LayerRef>> {
+    let mut missing = Vec::new();
+    for layer in layers {
+        let path = dir.join(docker_save::layer_path(layer.diff_id.hex()));
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing.push(layer.clone());
+                continue;
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let mut reader = verifying(file, &layer.diff_id);
+        match reader.drain() {
+            Ok(()) => tracing::info!("reusing {} (verified)", path.display()),
+            Err(e) if integrity_cause(&e).is_some() => {
+                tracing::warn!(
+                    "{}: does not match its diff_id {}; fetching it again",
+                    path.display(),
+                    layer.diff_id
+                );
+                missing.push(layer.clone());
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
+    Ok(missing)
+}
+
+/// Write the config unless the same bytes are there already.
+fn ensure_config(path: &Path, bytes: &[u8]) -> Result<()> {
+    let same = fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64)
+        && fs::read(path).is_ok_and(|old| old == bytes);
+    if same {
+        return Ok(());
+    }
+    catalog::write_atomic(path, bytes)
+}
+
+/// Extract each of `per_layer` into its own staged `<hex>/layer/` (whiteout
+/// files kept), and apply all `layers` in order into `merged` (whiteouts
+/// applied). Returns the staged layer trees, not yet committed.
+fn expand(
+    dir: &Path,
+    per_layer: &[LayerRef],
+    layers: &[LayerRef],
+    merged: &Path,
+) -> Result<Vec<Staged>> {
+    let mut staged = Vec::new();
+    for layer in per_layer {
+        let tree = Staged::dir(&layer_dir(dir, &layer.diff_id), true)?;
+        let root = RootDir::open(tree.path()).map_err(|e| Error::io(tree.path(), e))?;
+        apply_local(&root, dir, layer, false)?;
+        staged.push(tree);
+    }
+    let root = RootDir::open(merged).map_err(|e| Error::io(merged, e))?;
+    for layer in layers {
+        apply_local(&root, dir, layer, true)?;
+    }
+    Ok(staged)
+}
+
+/// Apply the local `layer.tar` of `layer` to `root`, checking its diff_id
+/// as it is read (a file changed since it was verified fails the layer).
+fn apply_local(root: &RootDir, dir: &Path, layer: &LayerRef, whiteouts: bool) -> Result<()> {
+    let path = dir.join(docker_save::layer_path(layer.diff_id.hex()));
+    let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+    let mut reader = verifying(file, &layer.diff_id);
+    let opts = UnpackOptions {
+        apply_whiteouts: whiteouts,
+        ..UnpackOptions::default()
+    };
+    let applied = unpack::apply_layer(root, &mut reader, &opts);
+    // Read to the end even if the tar stopped early: the check runs there.
+    let drained = reader.drain();
+    if let Err(e) = &drained
+        && let Some(cause) = integrity_cause(e)
+    {
+        return Err(Error::Integrity(cause.clone()));
+    }
+    applied.map_err(|source| Error::Unpack {
+        digest: layer.digest.to_string(),
+        source,
+    })?;
+    drained.map_err(|e| Error::io(&path, e))
+}
+
+fn verifying(file: File, diff_id: &Digest) -> VerifyingReader<impl Read> {
+    VerifyingReader::new(
+        BufReader::with_capacity(256 * 1024, file),
+        "layer diff_id",
+        diff_id.clone(),
+        None,
+    )
+}
+
+/// `<hex>/layer`: where a layer is expanded.
+fn layer_dir(dir: &Path, diff_id: &Digest) -> PathBuf {
+    dir.join(diff_id.hex()).join(LAYER_DIR)
+}
+
+/// The diff_id of an expanded layer directory `<hex>/layer`.
+fn layer_of(path: &Path) -> Option<Digest> {
+    let hex = path.parent()?.file_name()?.to_str()?;
+    Digest::parse(&format!("sha256:{hex}")).ok()
+}
+
+fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+/// Create a file that must not exist yet (inside a staged directory).
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))
+}
+
+/// Run blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Usage(format!("internal error: extraction task failed: {e}")))?
+}
