@@ -17,6 +17,8 @@ pub enum ErrorKind {
     Integrity,
     /// Local filesystem or network transport failure.
     Io,
+    /// Stopped on request (SIGINT, SIGTERM, [`crate::cancel`]).
+    Cancelled,
 }
 
 /// Everything that can go wrong in occystrap.
@@ -90,6 +92,9 @@ pub enum Error {
         image: String,
         available: String,
     },
+
+    #[error("interrupted: nothing was written")]
+    Cancelled,
 }
 
 impl Error {
@@ -110,6 +115,7 @@ impl Error {
             | Error::Convert(_) => ErrorKind::Integrity,
             Error::Unpack { source, .. } if source.is_integrity() => ErrorKind::Integrity,
             Error::Registry { .. } | Error::Io { .. } | Error::Unpack { .. } => ErrorKind::Io,
+            Error::Cancelled => ErrorKind::Cancelled,
         }
     }
 

@@ -29,6 +29,20 @@ pub use platform::Platform;
 pub use reference::ImageRef;
 pub use registry::{Registry, RegistryOptions};
 
+static CANCELLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask every operation in progress to stop: layer streams fail with
+/// [`Error::Cancelled`] at their next read, and each operation removes what
+/// it had started writing before it returns. For signal handlers.
+pub fn cancel() {
+    CANCELLED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether [`cancel`] was called.
+pub fn is_cancelled() -> bool {
+    CANCELLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How to pull: where and as whom, and for which platform.
 #[derive(Debug, Clone)]
 pub struct PullOptions {

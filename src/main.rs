@@ -2,6 +2,7 @@
 //! to exit codes.
 
 mod cli;
+mod signals;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ fn exit_code(kind: ErrorKind) -> u8 {
         ErrorKind::NotFound => 3,
         ErrorKind::Integrity => 4,
         ErrorKind::Io => 5,
+        ErrorKind::Cancelled => 130,
     }
 }
 
@@ -37,7 +39,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(signals::cancellable(run(cli))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("occystrap: {e}");

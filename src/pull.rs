@@ -63,6 +63,10 @@ impl LayerReader {
 
 impl Read for LayerReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if crate::is_cancelled() {
+            self.failure = Some(Error::Cancelled);
+            return Err(io::Error::other("cancelled"));
+        }
         while self.pos == self.chunk.len() {
             if self.ended {
                 return Ok(0);
@@ -148,6 +152,9 @@ async fn produce(
 ) -> Result<()> {
     let count = image.layers.len();
     for (i, layer) in image.layers.iter().enumerate() {
+        if crate::is_cancelled() {
+            return Err(Error::Cancelled);
+        }
         tracing::info!(
             "layer {}/{count} {} ({})",
             i + 1,
@@ -194,6 +201,10 @@ fn decode(blob: BlobReader, layer: &LayerRef, tx: &SyncSender<Msg>) {
             }
         };
     loop {
+        if crate::is_cancelled() {
+            let _ = tx.send(Msg::Failed(Error::Cancelled));
+            return;
+        }
         let mut chunk = vec![0u8; CHUNK];
         let n = match read_full(&mut decoder, &mut chunk) {
             Ok(n) => n,

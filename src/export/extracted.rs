@@ -29,7 +29,7 @@ use crate::image::{LayerRef, ResolvedImage};
 use crate::output::Staged;
 use crate::pull;
 use crate::registry::Registry;
-use crate::unpack::{self, UnpackOptions};
+use crate::unpack::{self, UnpackError, UnpackOptions};
 use crate::{Error, Result};
 
 use super::catalog::{self, Catalog, CatalogEntry, DirLock};
@@ -275,8 +275,20 @@ fn expand(
     for layer in per_layer {
         let tree = Staged::dir(&layer_dir(dir, &layer.diff_id), true)?;
         let root = RootDir::open(tree.path()).map_err(|e| Error::io(tree.path(), e))?;
-        apply_local(&root, dir, layer, false)?;
-        staged.push(tree);
+        match apply_local(&root, dir, layer, false) {
+            Ok(()) => staged.push(tree),
+            // A layer may hardlink a lower layer's file: alone it cannot be
+            // built. The merged tree still has it; the layer.tar is intact.
+            Err(Error::Unpack {
+                source: source @ UnpackError::Malformed { .. },
+                ..
+            }) => tracing::warn!(
+                "layer {} cannot be expanded on its own ({source}); {} left out",
+                layer.diff_id,
+                tree.target().display()
+            ),
+            Err(e) => return Err(e),
+        }
     }
     let root = RootDir::open(merged).map_err(|e| Error::io(merged, e))?;
     for layer in layers {

@@ -1,0 +1,42 @@
+//! SIGINT and SIGTERM: stop promptly and leave nothing half-written.
+
+use std::future::Future;
+use std::time::Duration;
+
+use occystrap::Error;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// How long the work may take to unwind after a signal before it is dropped.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Run `work`; on SIGINT or SIGTERM ask the library to cancel, let the work
+/// unwind (its outputs remove their temporaries as it does) and report
+/// [`Error::Cancelled`]. A second signal stops waiting.
+pub async fn cancellable<F>(work: F) -> Result<(), Error>
+where
+    F: Future<Output = Result<(), Error>>,
+{
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    tokio::select! {
+        result = &mut work => return result,
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    occystrap::cancel();
+    tracing::warn!("interrupted: stopping and removing partial output");
+    tokio::select! {
+        result = &mut work => if result.is_ok() {
+            return Ok(());
+        },
+        _ = tokio::time::sleep(GRACE) => {}
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    Err(Error::Cancelled)
+}

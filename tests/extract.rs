@@ -1,0 +1,724 @@
+//! `extract` / `fetch-to-extracted` / `recreate-image` against a real
+//! registry: plain directories equal the docker-save tarball and load in a
+//! real Docker engine; shared directories store each layer once, survive
+//! tampering and concurrent writers; `--expand` builds the bundle's rootfs.
+//! Needs root and Debian's docker.io; dockerd is started if not running.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use common::busybox::busybox_image;
+use common::fake::FakeServer;
+use common::image::{Compression, ImageSpec, LayerSpec};
+use common::push::PushedImage;
+use common::registry::Registry;
+use common::sha256_digest;
+use serde_json::Value;
+
+fn occystrap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_occystrap"))
+        .args(args)
+        .env_remove("OCCYSTRAP_USERNAME")
+        .env_remove("OCCYSTRAP_PASSWORD")
+        .env("DOCKER_CONFIG", "/nonexistent-occystrap-test")
+        .output()
+        .expect("run occystrap")
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "occystrap failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn fails_with(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn hex(digest: &str) -> &str {
+    digest.trim_start_matches("sha256:")
+}
+
+/// An app image: the shared busybox layer plus one zstd layer of its own.
+fn app(name: &str) -> ImageSpec {
+    busybox_image()
+        .layer(
+            LayerSpec::new()
+                .file("etc/app", format!("{name}\n"), 0o644)
+                .compression(Compression::Zstd),
+        )
+        .cmd(&["cat", "/etc/app"])
+}
+
+/// `export` of `reference`: the reference tarball every directory must match.
+fn exported(reference: &str, dir: &Path) -> Vec<u8> {
+    let path = dir.join(format!(
+        "export-{}.tar",
+        sha256_digest(reference.as_bytes())
+    ));
+    ok(&occystrap(&["export", reference, s(&path)]));
+    fs::read(path).unwrap()
+}
+
+/// Every entry of a tar: name → content (directories end in `/`, empty).
+fn tar_entries(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut archive = tar::Archive::new(bytes);
+    let mut out = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        out.insert(name, data);
+    }
+    out
+}
+
+/// A directory in the same form as [`tar_entries`].
+fn dir_entries(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                out.insert(format!("{name}/"), Vec::new());
+                pending.push(path);
+            } else {
+                out.insert(name, fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Names in `dir` that look like temporaries (hidden, `.tmp`).
+fn temporaries(dir: &Path) -> Vec<String> {
+    dir_entries(dir)
+        .into_keys()
+        .filter(|n| {
+            n.split('/')
+                .any(|c| c.starts_with('.') && c.contains("occystrap"))
+        })
+        .collect()
+}
+
+fn catalog(dir: &Path) -> Value {
+    serde_json::from_slice(&fs::read(dir.join("catalog.json")).unwrap()).unwrap()
+}
+
+fn manifest_stem(reference_repo: &str, tag: &str) -> String {
+    format!("manifest-{}-{tag}", reference_repo.replace('/', "_"))
+}
+
+// --- Docker --------------------------------------------------------------
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `docker load -i tarball`, then check the image ID and run it.
+fn docker_load_and_run(tarball: &Path, tag: &str, pushed: &PushedImage, expect: &str) {
+    let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
+    let loaded = docker(&["load", "-i", s(tarball)]);
+    assert!(loaded.contains(tag), "docker load said: {loaded}");
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", tag]);
+    assert_eq!(
+        id.trim(),
+        pushed.config_digest,
+        "image ID is the registry's"
+    );
+    let ran = docker(&["run", "--rm", "--network", "none", tag]);
+    assert_eq!(ran, expect);
+    docker(&["rmi", "-f", tag]);
+}
+
+fn engine_answers() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Make sure `docker` has an engine to talk to, starting `dockerd` if need
+/// be. Panics (no silent skip) when there is none after 60 s.
+fn ensure_dockerd() {
+    static START: Once = Once::new();
+    START.call_once(|| {
+        if engine_answers() {
+            return;
+        }
+        // Detached through a shell so the engine outlives this test process.
+        let log = std::env::temp_dir().join("occystrap-test-dockerd.log");
+        let started = Command::new("sh")
+            .arg("-c")
+            .arg(format!("dockerd >'{}' 2>&1 &", log.display()))
+            .status()
+            .expect("start dockerd: install Debian's docker.io and run as root");
+        assert!(started.success(), "could not start dockerd");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !engine_answers() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not come up (see the dockerd log in the temp dir)"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+}
+
+// --- Plain directories ---------------------------------------------------
+
+#[test]
+fn plain_directory_is_the_docker_save_tarball_and_loads() {
+    ensure_dockerd();
+    let registry = Registry::start();
+    let image = app("plain").layer(
+        LayerSpec::new()
+            .file("etc/raw", b"uncompressed\n", 0o600)
+            .compression(Compression::None),
+    );
+    let pushed = registry.push_image("test/plain", "v1", &image);
+    let reference = registry.image_ref("test/plain", "v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plain");
+    ok(&occystrap(&[
+        "fetch-to-extracted",
+        &registry.addr,
+        "test/plain",
+        "v1",
+        s(&dir),
+    ]));
+
+    // Exactly the tarball's entries, byte for byte.
+    let expected = tar_entries(&exported(&reference, tmp.path()));
+    assert_eq!(dir_entries(&dir), expected);
+    assert!(
+        dir.join(format!("{}.json", hex(&pushed.config_digest)))
+            .is_file()
+    );
+
+    // Tarred as the issue shows, it loads with the registry's image ID.
+    let tarball = tmp.path().join("plain.tar");
+    let tarred = Command::new("sh")
+        .arg("-c")
+        .arg("tar -cf ../plain.tar *")
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(tarred.success());
+    docker_load_and_run(&tarball, &reference, &pushed, "plain\n");
+
+    // The modern form writes the same thing; an existing DIR is refused
+    // unless --force, which replaces it whole.
+    let modern = tmp.path().join("modern");
+    ok(&occystrap(&["extract", &reference, s(&modern)]));
+    assert_eq!(dir_entries(&modern), expected);
+    fs::write(modern.join("stale"), b"x").unwrap();
+    fails_with(
+        &occystrap(&["extract", &reference, s(&modern)]),
+        2,
+        "already exists",
+    );
+    assert!(modern.join("stale").exists(), "refused means untouched");
+    ok(&occystrap(&["extract", "--force", &reference, s(&modern)]));
+    assert_eq!(dir_entries(&modern), expected);
+
+    // A failure leaves nothing behind.
+    let missing = tmp.path().join("missing");
+    fails_with(
+        &occystrap(&[
+            "extract",
+            &registry.image_ref("test/plain", "nope"),
+            s(&missing),
+        ]),
+        3,
+        "not found",
+    );
+    assert!(!missing.exists());
+    assert!(
+        temporaries(tmp.path()).is_empty(),
+        "{:?}",
+        temporaries(tmp.path())
+    );
+}
+
+// --- Shared directories --------------------------------------------------
+
+#[test]
+fn shared_directory_stores_layers_once_and_recreates_each_image() {
+    ensure_dockerd();
+    let registry = Registry::start();
+    let a1 = registry.push_image("test/a", "v1", &app("a"));
+    let a2 = registry.push_image("test/a", "v2", &app("a"));
+    let b1 = registry.push_image("team/b", "v1", &app("b"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("merged_images");
+    let images = [
+        ("test/a", "v1", &a1),
+        ("test/a", "v2", &a2),
+        ("team/b", "v1", &b1),
+    ];
+    for (i, (repo, tag, _)) in images.iter().enumerate() {
+        // Both forms, both spellings of the flag.
+        let out = if i % 2 == 0 {
+            occystrap(&[
+                "fetch-to-extracted",
+                "--use-unique-names",
+                &registry.addr,
+                repo,
+                tag,
+                s(&dir),
+            ])
+        } else {
+            occystrap(&[
+                "extract",
+                "--unique-names",
+                &registry.image_ref(repo, tag),
+                s(&dir),
+            ])
+        };
+        ok(&out);
+    }
+
+    // Each layer and config stored once.
+    let busybox = hex(&a1.diff_ids[0]);
+    assert_eq!(
+        busybox,
+        hex(&b1.diff_ids[0]),
+        "the images share a base layer"
+    );
+    let layer_dirs: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64)
+        .collect();
+    assert_eq!(layer_dirs.len(), 3, "{layer_dirs:?}");
+    for p in [&a1, &b1] {
+        for d in &p.diff_ids {
+            let tar = fs::read(dir.join(hex(d)).join("layer.tar")).unwrap();
+            assert_eq!(sha256_digest(&tar), *d);
+        }
+    }
+    let configs = fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            let n = n.to_string_lossy();
+            n.ends_with(".json") && n.len() == 69
+        })
+        .count();
+    assert_eq!(configs, 2, "a:v1 and a:v2 share one config");
+
+    // The catalog: image → tag → manifest file, config and layers.
+    let cat = catalog(&dir);
+    assert_eq!(cat.as_object().unwrap().len(), 2, "{cat:#}");
+    for (repo, tag, pushed) in images {
+        let name = format!("{}/{repo}", registry.addr);
+        let entry = &cat[&name][tag];
+        let manifest_file = format!("{}.json", manifest_stem(&name, tag));
+        assert_eq!(entry["manifest"], manifest_file.as_str(), "{cat:#}");
+        assert_eq!(
+            entry["config"],
+            format!("{}.json", hex(&pushed.config_digest)).as_str()
+        );
+        let layers: Vec<String> = pushed
+            .diff_ids
+            .iter()
+            .map(|d| format!("{}/layer.tar", hex(d)))
+            .collect();
+        assert_eq!(entry["layers"], serde_json::json!(layers));
+        assert_eq!(entry["manifest_digest"], pushed.manifest_digest.as_str());
+        let manifest: Value =
+            serde_json::from_slice(&fs::read(dir.join(&manifest_file)).unwrap()).unwrap();
+        assert_eq!(
+            manifest[0]["RepoTags"],
+            serde_json::json!([registry.image_ref(repo, tag)])
+        );
+    }
+
+    // Each image comes back as exactly its export, and loads.
+    for (repo, tag, pushed) in images {
+        let reference = registry.image_ref(repo, tag);
+        let out = tmp
+            .path()
+            .join(format!("{}-{tag}.tar", repo.replace('/', "_")));
+        let name = format!("{}/{repo}", registry.addr);
+        ok(&occystrap(&[
+            "recreate-image",
+            s(&dir),
+            &name,
+            tag,
+            s(&out),
+        ]));
+        assert_eq!(
+            fs::read(&out).unwrap(),
+            exported(&reference, tmp.path()),
+            "{reference}"
+        );
+        let expect = if repo == "test/a" { "a\n" } else { "b\n" };
+        docker_load_and_run(&out, &reference, pushed, expect);
+    }
+
+    // Unknown image or tag: exit 3, and the catalog's contents listed.
+    let out = tmp.path().join("unknown.tar");
+    let a = format!("{}/test/a", registry.addr);
+    let unknown = occystrap(&["recreate-image", s(&dir), &a, "v9", s(&out)]);
+    fails_with(&unknown, 3, &format!("{a}:v9: not in"));
+    fails_with(
+        &unknown,
+        3,
+        &format!("{a}:v1, {a}:v2, {}/team/b:v1", registry.addr),
+    );
+    fails_with(
+        &occystrap(&["recreate-image", s(&dir), "nothing/here", "v1", s(&out)]),
+        3,
+        "it has:",
+    );
+    assert!(!out.exists());
+    assert!(
+        temporaries(tmp.path()).is_empty(),
+        "{:?}",
+        temporaries(tmp.path())
+    );
+}
+
+/// Blob GETs the fake server forwarded for `digest`.
+fn blob_gets(fake: &FakeServer, digest: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&format!("/blobs/{digest}")))
+        .count()
+}
+
+#[test]
+fn tampered_shared_layers_are_detected_and_fetched_again() {
+    let registry = Registry::start();
+    let pushed = registry.push_image("test/t", "v1", &app("t"));
+    let fake = FakeServer::in_front_of(&registry);
+    let reference = fake.image_ref("test/t", "v1");
+    let name = format!("{}/test/t", fake.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shared");
+    let extract = || occystrap(&["extract", "--use-unique-names", &reference, s(&dir)]);
+    ok(&extract());
+    let fetches = |i: usize| blob_gets(&fake, &pushed.layer_digests[i]);
+    assert_eq!((fetches(0), fetches(1)), (1, 1));
+
+    // Intact layers are verified and reused, not downloaded again.
+    ok(&extract());
+    assert_eq!((fetches(0), fetches(1)), (1, 1));
+
+    // Damage both layers (one flipped byte, one truncation) and the config.
+    let base = dir.join(hex(&pushed.diff_ids[0])).join("layer.tar");
+    let top = dir.join(hex(&pushed.diff_ids[1])).join("layer.tar");
+    let mut bytes = fs::read(&top).unwrap();
+    bytes[600] ^= 0x20;
+    fs::write(&top, bytes).unwrap();
+    let len = fs::metadata(&base).unwrap().len();
+    fs::File::options()
+        .write(true)
+        .open(&base)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let config = dir.join(format!("{}.json", hex(&pushed.config_digest)));
+    fs::write(&config, b"{}").unwrap();
+
+    // recreate-image refuses to copy damaged content.
+    let out = tmp.path().join("t.tar");
+    let refused = occystrap(&["recreate-image", s(&dir), &name, "v1", s(&out)]);
+    fails_with(&refused, 4, "does not match");
+    assert!(!out.exists());
+    fs::write(&config, &pushed.config_bytes).unwrap();
+    fails_with(
+        &occystrap(&["recreate-image", s(&dir), &name, "v1", s(&out)]),
+        4,
+        hex(&pushed.diff_ids[0]),
+    );
+    fs::write(&config, b"{}").unwrap();
+
+    // Extracting again replaces what is damaged, and only that.
+    let repaired = extract();
+    ok(&repaired);
+    let stderr = String::from_utf8_lossy(&repaired.stderr);
+    assert!(stderr.contains("fetching it again"), "{stderr}");
+    assert_eq!((fetches(0), fetches(1)), (2, 2));
+    assert_eq!(sha256_digest(&fs::read(&base).unwrap()), pushed.diff_ids[0]);
+    assert_eq!(sha256_digest(&fs::read(&top).unwrap()), pushed.diff_ids[1]);
+    assert_eq!(fs::read(&config).unwrap(), pushed.config_bytes);
+
+    ok(&occystrap(&[
+        "recreate-image",
+        s(&dir),
+        &name,
+        "v1",
+        s(&out),
+    ]));
+    assert_eq!(fs::read(&out).unwrap(), exported(&reference, tmp.path()));
+    assert!(
+        temporaries(tmp.path()).is_empty(),
+        "{:?}",
+        temporaries(tmp.path())
+    );
+}
+
+#[test]
+fn concurrent_writers_share_one_directory_safely() {
+    let registry = Registry::start();
+    let count = 8;
+    let mut images = Vec::new();
+    for i in 0..count {
+        let repo = format!("test/c{i}");
+        registry.push_image(&repo, "v1", &app(&format!("c{i}")));
+        images.push(registry.image_ref(&repo, "v1"));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shared");
+    // Two writers at once, several images each; one also expands.
+    let writers: Vec<_> = [(0, false), (1, true)]
+        .into_iter()
+        .map(|(parity, expand)| {
+            let mine: Vec<String> = images.iter().skip(parity).step_by(2).cloned().collect();
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                for reference in mine {
+                    let mut args = vec!["extract", "--use-unique-names"];
+                    if expand {
+                        args.push("--expand");
+                    }
+                    args.extend([reference.as_str(), s(&dir)]);
+                    ok(&occystrap(&args));
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+
+    let cat = catalog(&dir);
+    let names: Vec<String> = cat.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        names.len(),
+        count,
+        "every image is in the catalog: {names:?}"
+    );
+    for (i, reference) in images.iter().enumerate() {
+        let name = format!("{}/test/c{i}", registry.addr);
+        let out = tmp.path().join(format!("c{i}.tar"));
+        ok(&occystrap(&[
+            "recreate-image",
+            s(&dir),
+            &name,
+            "v1",
+            s(&out),
+        ]));
+        assert_eq!(fs::read(&out).unwrap(), exported(reference, tmp.path()));
+        let merged = dir.join(manifest_stem(&name, "v1"));
+        assert_eq!(merged.exists(), i % 2 == 1, "{}", merged.display());
+        if i % 2 == 1 {
+            assert_eq!(
+                fs::read(merged.join("etc/app")).unwrap(),
+                format!("c{i}\n").as_bytes()
+            );
+        }
+    }
+    assert!(temporaries(&dir).is_empty(), "{:?}", temporaries(&dir));
+}
+
+// --- Expanded directories ------------------------------------------------
+
+/// Layers that exercise the engine: owners, modes, hardlinks (also to a
+/// lower layer), symlinks, a FIFO, a device, whiteouts and an opaque dir.
+fn layered_image() -> ImageSpec {
+    busybox_image()
+        .layer(
+            LayerSpec::new()
+                .dir("srv", 0o750)
+                .owner(2000, 2001)
+                .file("srv/keep", b"kept\n", 0o4755)
+                .owner(2000, 2001)
+                .hardlink("srv/keep-link", "srv/keep")
+                .symlink("srv/abs", "/etc/passwd")
+                .symlink("srv/rel", "../etc/group")
+                .fifo("srv/fifo", 0o600)
+                .char_device("srv/null", 1, 3, 0o666)
+                .dir("data", 0o755)
+                .file("data/old-a", b"a\n", 0o644)
+                .file("data/old-b", b"b\n", 0o644)
+                .dir("gone", 0o755)
+                .file("gone/file", b"x\n", 0o644)
+                .file("etc/motd", b"hello\n", 0o644)
+                .mtime(1_600_000_000),
+        )
+        .layer(
+            LayerSpec::new()
+                .whiteout("gone")
+                .opaque("data")
+                .file("data/new", b"new\n", 0o640)
+                .whiteout("bin/ls")
+                .compression(Compression::Zstd),
+        )
+        .layer(LayerSpec::new().hardlink("etc/motd-link", "etc/motd"))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Node {
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// Regular files: content; symlinks: target.
+    data: Vec<u8>,
+    rdev: u64,
+    nlink: u64,
+    /// Regular files only (directory times move as entries are added).
+    mtime: Option<i64>,
+}
+
+/// Every path under `root` with its type, mode, owners and content.
+fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
+    let mut out = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let t = meta.file_type();
+        let (kind, data) = if t.is_dir() {
+            for e in fs::read_dir(&path).unwrap() {
+                pending.push(e.unwrap().path());
+            }
+            ("dir", Vec::new())
+        } else if t.is_symlink() {
+            let target = fs::read_link(&path).unwrap();
+            ("symlink", target.into_os_string().into_encoded_bytes())
+        } else if t.is_file() {
+            ("file", fs::read(&path).unwrap())
+        } else if t.is_fifo() {
+            ("fifo", Vec::new())
+        } else if t.is_char_device() {
+            ("char", Vec::new())
+        } else {
+            ("other", Vec::new())
+        };
+        let node = Node {
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            data,
+            rdev: meta.rdev(),
+            nlink: if t.is_dir() { 0 } else { meta.nlink() },
+            mtime: t.is_file().then(|| meta.mtime()),
+        };
+        out.insert(path.strip_prefix(root).unwrap().to_path_buf(), node);
+    }
+    out
+}
+
+#[test]
+fn expanded_directories_match_the_bundle_rootfs() {
+    let registry = Registry::start();
+    let pushed = registry.push_image("test/layered", "v1", &layered_image());
+    let reference = registry.image_ref("test/layered", "v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("bundle");
+    ok(&occystrap(&["bundle", &reference, s(&bundle)]));
+    let rootfs = tree(&bundle.join("rootfs"));
+    assert_eq!(
+        rootfs[Path::new("srv/keep")].nlink,
+        2,
+        "the image is as meant"
+    );
+    assert!(!rootfs.contains_key(Path::new("gone")));
+
+    // Plain: the merged tree at DIR/manifest/.
+    let plain = tmp.path().join("centos-x");
+    ok(&occystrap(&[
+        "fetch-to-extracted",
+        "--expand",
+        &registry.addr,
+        "test/layered",
+        "v1",
+        s(&plain),
+    ]));
+    assert_eq!(tree(&plain.join("manifest")), rootfs);
+    assert_eq!(rootfs[Path::new("etc/motd-link")].nlink, 2);
+
+    // Shared: at DIR/manifest-<image with / as _>-<tag>/.
+    let shared = tmp.path().join("shared");
+    for _ in 0..2 {
+        // The second run reuses the layers and their trees.
+        ok(&occystrap(&[
+            "extract",
+            "--use-unique-names",
+            "--expand",
+            &reference,
+            s(&shared),
+        ]));
+        let name = format!("{}/test/layered", registry.addr);
+        assert_eq!(tree(&shared.join(manifest_stem(&name, "v1"))), rootfs);
+    }
+
+    // Each layer expanded beside its layer.tar, whiteouts left visible.
+    for dir in [&plain, &shared] {
+        let base = dir.join(hex(&pushed.diff_ids[0]));
+        assert!(base.join("layer.tar").is_file());
+        assert!(base.join("layer/bin/busybox").is_file());
+        let middle = tree(&dir.join(hex(&pushed.diff_ids[1])).join("layer"));
+        assert_eq!(middle[Path::new("gone/file")].data, b"x\n");
+        assert_eq!(middle[Path::new("srv/keep")].mode, 0o4755);
+        let top = tree(&dir.join(hex(&pushed.diff_ids[2])).join("layer"));
+        for wh in [".wh.gone", "data/.wh..wh..opq", "bin/.wh.ls"] {
+            assert_eq!(top[Path::new(wh)].kind, "file", "{wh} visible");
+        }
+        assert_eq!(top[Path::new("data/new")].data, b"new\n");
+        assert!(!top.contains_key(Path::new("bin/busybox")));
+        // A hardlink to a lower layer's file cannot stand alone: that
+        // layer's own tree is left out (the merged tree has it).
+        assert!(!dir.join(hex(&pushed.diff_ids[3])).join("layer").exists());
+        assert!(
+            dir.join(hex(&pushed.diff_ids[3]))
+                .join("layer.tar")
+                .is_file()
+        );
+    }
+    assert!(
+        temporaries(tmp.path()).is_empty(),
+        "{:?}",
+        temporaries(tmp.path())
+    );
+}
