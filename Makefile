@@ -1,7 +1,7 @@
 # occystrap: see README.md.
 CARGO ?= cargo
 
-.PHONY: build test lint unit integration demo bench clean
+.PHONY: build test lint unit integration demo bench fuzz clean
 
 build:
 	$(CARGO) build --release
@@ -31,6 +31,19 @@ demo:
 
 bench:
 	bash integration/bench/run.sh
+
+# Each fuzz target for FUZZ_SECONDS (default 60). Needs cargo-fuzz
+# (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP lets the stable toolchain
+# build with the sanitizer flags cargo-fuzz passes.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = reference manifest layer
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+		mkdir -p fuzz/corpus/$$t; \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

@@ -52,6 +52,28 @@ pub struct Global {
     /// Only errors on stderr
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Retries of a registry request that failed transiently (connection
+    /// error, timeout, 408, 429, 5xx, a download cut short)
+    #[arg(long, global = true, value_name = "N", default_value_t = occystrap::registry::DEFAULT_RETRIES)]
+    pub retries: u32,
+    /// Seconds the registry may stay silent (connecting, answering, or
+    /// mid-download) before the request counts as failed
+    #[arg(long, global = true, value_name = "SECONDS",
+          default_value_t = occystrap::registry::DEFAULT_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Milliseconds to wait before the first retry (doubling with each
+    /// retry, with jitter)
+    #[arg(long, global = true, value_name = "MS",
+          default_value_t = occystrap::registry::DEFAULT_RETRY_DELAY.as_millis() as u64)]
+    pub retry_delay: u64,
+    /// Refuse a layer that decompresses to more than SIZE bytes (suffixes
+    /// K, M, G, T: powers of 1024)
+    #[arg(long, global = true, value_name = "SIZE", value_parser = occystrap::layer::parse_size)]
+    pub max_layer_size: Option<u64>,
+    /// Refuse a layer with more than N tar entries
+    #[arg(long, global = true, value_name = "N")]
+    pub max_entries: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

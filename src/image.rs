@@ -72,19 +72,21 @@ pub async fn resolve(registry: &Registry, wanted: &Platform) -> Result<ResolvedI
     } else {
         (None, top)
     };
-    let parsed: ImageManifest = parse_json("manifest", &manifest.digest, &manifest.bytes)?;
-    let config_desc = parsed.config();
-    let config_digest = Digest::parse(config_desc.digest().as_ref())?;
+    let (config_digest, config_size) = config_of(&manifest.bytes, &manifest.digest)?;
     let config_bytes = registry
         .blob_bytes(
             "config",
             &config_digest,
-            config_desc.size(),
+            config_size,
             registry::CONFIG_LIMIT,
         )
         .await?;
-    let config: ImageConfiguration = parse_json("config", &config_digest, &config_bytes)?;
-    let layers = layer_refs(&parsed, &config, &manifest.digest)?;
+    let (config, layers) = describe(
+        &manifest.bytes,
+        &manifest.digest,
+        &config_bytes,
+        &config_digest,
+    )?;
     Ok(ResolvedImage {
         reference,
         index,
@@ -94,6 +96,27 @@ pub async fn resolve(registry: &Registry, wanted: &Platform) -> Result<ResolvedI
         config,
         layers,
     })
+}
+
+/// The config descriptor (digest, size) of an image manifest.
+pub fn config_of(manifest: &[u8], manifest_digest: &Digest) -> Result<(Digest, u64)> {
+    let parsed: ImageManifest = parse_json("manifest", manifest_digest, manifest)?;
+    let config = parsed.config();
+    Ok((Digest::parse(config.digest().as_ref())?, config.size()))
+}
+
+/// Parse an image manifest and its config into the config and the layer
+/// list, checking they agree (one diff_id per layer, valid digests).
+pub fn describe(
+    manifest: &[u8],
+    manifest_digest: &Digest,
+    config: &[u8],
+    config_digest: &Digest,
+) -> Result<(ImageConfiguration, Vec<LayerRef>)> {
+    let parsed: ImageManifest = parse_json("manifest", manifest_digest, manifest)?;
+    let config: ImageConfiguration = parse_json("config", config_digest, config)?;
+    let layers = layer_refs(&parsed, &config, manifest_digest)?;
+    Ok((config, layers))
 }
 
 fn is_index(media_type: &str) -> bool {

@@ -17,6 +17,7 @@ use cli::{BundleArgs, Cli, Command, ExtractArgs, Global};
 use occystrap::bundle::BundleOptions;
 use occystrap::bundle::convert::{self, ConvertOptions};
 use occystrap::export::extracted::ExtractOptions;
+use occystrap::layer::LayerLimits;
 
 /// Exit codes: documented in the README.
 fn exit_code(kind: ErrorKind) -> u8 {
@@ -244,6 +245,13 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
         registry: RegistryOptions {
             insecure: global.insecure,
             credentials,
+            retries: global.retries,
+            timeout: std::time::Duration::from_secs(global.timeout),
+            retry_delay: std::time::Duration::from_millis(global.retry_delay),
+            layer_limits: LayerLimits {
+                max_size: global.max_layer_size,
+                max_entries: global.max_entries,
+            },
         },
         platform,
     })

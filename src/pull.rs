@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::image::{LayerRef, ResolvedImage};
-use crate::layer::LayerDecoder;
+use crate::layer::{LayerDecoder, LayerLimits};
 use crate::registry::{BlobReader, Registry};
 use crate::{Error, Result};
 
@@ -178,7 +178,8 @@ async fn produce(
             return Ok(());
         }
         let layer = layer.clone();
-        tokio::task::spawn_blocking(move || decode(blob, &layer, &tx))
+        let limits = registry.layer_limits();
+        tokio::task::spawn_blocking(move || decode(blob, &layer, limits, &tx))
             .await
             .map_err(|e| Error::Usage(format!("internal error: layer decoder failed: {e}")))?;
     }
@@ -187,19 +188,19 @@ async fn produce(
 
 /// Decompress and verify one layer into the channel. Failures go down the
 /// channel too: the consumer reports them.
-fn decode(blob: BlobReader, layer: &LayerRef, tx: &SyncSender<Msg>) {
+fn decode(blob: BlobReader, layer: &LayerRef, limits: LayerLimits, tx: &SyncSender<Msg>) {
     let digest = layer.digest.to_string();
-    let mut decoder =
-        match LayerDecoder::new(blob, &layer.media_type, &digest, layer.diff_id.clone()) {
-            Ok(d) => d,
-            Err(e) => {
-                let _ = tx.send(Msg::Failed(Error::Registry {
-                    reference: format!("layer {digest}"),
-                    message: e.to_string(),
-                }));
-                return;
-            }
-        };
+    let diff_id = layer.diff_id.clone();
+    let mut decoder = match LayerDecoder::new(blob, &layer.media_type, &digest, diff_id, limits) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = tx.send(Msg::Failed(Error::Registry {
+                reference: format!("layer {digest}"),
+                message: e.to_string(),
+            }));
+            return;
+        }
+    };
     loop {
         if crate::is_cancelled() {
             let _ = tx.send(Msg::Failed(Error::Cancelled));

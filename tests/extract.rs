@@ -401,7 +401,7 @@ fn shared_directory_stores_layers_once_and_recreates_each_image() {
     fails_with(
         &unknown,
         3,
-        &format!("{a}:v1, {a}:v2, {}/team/b:v1", registry.addr),
+        &format!("{}/team/b:v1, {a}:v1, {a}:v2", registry.addr),
     );
     fails_with(
         &occystrap(&["recreate-image", s(&dir), "nothing/here", "v1", s(&out)]),

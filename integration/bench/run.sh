@@ -1,5 +1,239 @@
 #!/usr/bin/env bash
-# Benchmarks are not written yet (issue 6): this stub says so and fails,
-# so nobody mistakes it for a result.
-echo "make bench: not implemented yet; see the speed issue" >&2
-exit 1
+# shellcheck source-path=SCRIPTDIR
+# `make bench`: occystrap side by side with the tools a user would pick
+# instead, on images built here and served by a local docker-registry.
+# See integration/bench/README.md for what is measured and the knobs.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo_root=$(cd "$here/../.." && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+BENCH_RUNS=${BENCH_RUNS:-3}
+BENCH_BIG_RUNS=${BENCH_BIG_RUNS:-1}
+BENCH_IMAGES=${BENCH_IMAGES:-debian big}
+BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive}
+BENCH_RESULTS=${BENCH_RESULTS:-$here/RESULTS.md}
+BENCH_PY_OCCYSTRAP=${BENCH_PY_OCCYSTRAP:-occystrap}
+
+[ "$(id -u)" -eq 0 ] || die "make bench needs root (image build, tar -x of device nodes)"
+
+ensure_tools skopeo:skopeo umoci:umoci docker-registry:docker-registry \
+    debootstrap:debootstrap curl:curl time:time python3:python3
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    log "installing python3-venv"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
+
+RUN_DIR=$BENCH_WORK/run
+RAW=$RUN_DIR/raw.tsv
+META=$RUN_DIR/meta.tsv
+VENV=$BENCH_WORK/venv
+OCC=$repo_root/target/release/occystrap
+
+cleanup() {
+    stop_registry
+    rm -rf "$RUN_DIR/out"
+}
+trap cleanup EXIT
+
+# ---- preparation (not timed) -------------------------------------------
+
+build_images() {
+    local name
+    for name in $BENCH_IMAGES; do
+        bash "$here/build-image.sh" "$name"
+        if [ ! -e "$BENCH_WORK/images/$name/describe.json" ]; then
+            log "$name: counting layer sizes and entries"
+            python3 "$here/describe.py" "$BENCH_WORK/images/$name/oci" \
+                "$BENCH_WORK/images/$name/describe.json.tmp"
+            mv "$BENCH_WORK/images/$name/describe.json.tmp" "$BENCH_WORK/images/$name/describe.json"
+        fi
+    done
+}
+
+# Docker schema 2 manifests: every tool here (and docker-registry's
+# content negotiation for older clients) understands them.
+push_images() {
+    local name
+    for name in $BENCH_IMAGES; do
+        log "pushing $name to $REGISTRY/bench/$name:latest"
+        skopeo copy --quiet --format v2s2 --dest-tls-verify=false \
+            "oci:$BENCH_WORK/images/$name/oci:latest" "docker://$REGISTRY/bench/$name:latest"
+    done
+}
+
+build_occystrap() {
+    log "cargo build --release"
+    (cd "$repo_root" && cargo build --release --quiet) || die "cargo build --release failed"
+}
+
+setup_python_occystrap() {
+    if [ ! -x "$VENV/bin/occystrap" ]; then
+        log "installing the Python occystrap ($BENCH_PY_OCCYSTRAP) in $VENV"
+        rm -rf "$VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install --quiet "$BENCH_PY_OCCYSTRAP"
+    fi
+}
+
+occystrap_has_cache() {
+    "$OCC" bundle --help 2>/dev/null | grep -q -- '--cache'
+}
+
+# ---- measuring ----------------------------------------------------------
+
+# Blob downloads seen by the registry so far (HEAD requests excluded).
+blob_gets() {
+    grep -c '"GET /v2/[^ ]*/blobs/' "$REGISTRY_LOG" || true
+}
+
+# Runs one command under GNU time; appends "wall_s maxrss_kib user_s
+# sys_s" to the file named by $1.
+timed() {
+    local out=$1
+    shift
+    /usr/bin/time -f '%e %M %U %S' -a -o "$out" "$@"
+}
+
+# The commands for one tool, run in $work (fresh and empty). Each timed
+# step appends a line to $work/time; the sum of the seconds is the tool's
+# time (wall and CPU) and the largest maxrss its peak.
+run_tool() {
+    local tool=$1 name=$2 work=$3
+    local ref=$REGISTRY/bench/$name:latest t=$work/time
+    local cache_args=()
+    if occystrap_has_cache; then
+        cache_args=(--cache "$work/occystrap-cache")
+    fi
+    case "$tool" in
+        occystrap-bundle)
+            timed "$t" "$OCC" "${cache_args[@]}" bundle "$ref" "$work/bundle" ;;
+        occystrap-export)
+            timed "$t" "$OCC" "${cache_args[@]}" export "$ref" "$work/image.tar" ;;
+        occystrap-bundle-warm)
+            # Fill the cache first (untimed), then time a second bundle.
+            "$OCC" "${cache_args[@]}" bundle "$ref" "$work/first" &&
+                rm -rf "$work/first" && sync &&
+                blob_gets >"$work/gets-before" &&
+                timed "$t" "$OCC" "${cache_args[@]}" bundle "$ref" "$work/bundle" ;;
+        skopeo-umoci)
+            timed "$t" skopeo copy --quiet --src-tls-verify=false \
+                "docker://$ref" "oci:$work/layout:bench" &&
+                timed "$t" umoci unpack --image "$work/layout:bench" "$work/bundle" >/dev/null ;;
+        skopeo-archive)
+            timed "$t" skopeo copy --quiet --src-tls-verify=false \
+                "docker://$ref" "docker-archive:$work/image.tar:$ref" ;;
+        py-oci)
+            # --no-verify: its verifier looks for a docker-save manifest.json
+            # in the bundle and fails every oci:// run otherwise (0.4.17).
+            timed "$t" "$VENV/bin/occystrap" --insecure --no-verify process \
+                "registry://$REGISTRY/bench/$name:latest" "oci://$work/bundle" ;;
+        py-tar)
+            timed "$t" "$VENV/bin/occystrap" --insecure process \
+                "registry://$REGISTRY/bench/$name:latest" "tar://$work/image.tar" ;;
+        naive)
+            timed "$t" bash "$here/naive-pull.sh" "$REGISTRY" "bench/$name" latest "$work/rootfs" ;;
+        *) die "unknown tool $tool" ;;
+    esac
+}
+
+# One measurement: a cold, empty output dir (and occystrap cache), the
+# disk quiet, then the tool; records a line in $RAW.
+measure() {
+    local tool=$1 name=$2 run=$3
+    local work=$RUN_DIR/out/$tool
+    rm -rf "$work"
+    mkdir -p "$work/tmp"
+    sync
+    local before status=ok
+    before=$(blob_gets)
+    if ! TMPDIR=$work/tmp XDG_CACHE_HOME=$work/xdg-cache \
+        run_tool "$tool" "$name" "$work" >"$work/stdout" 2>"$work/stderr"; then
+        status=failed
+        mkdir -p "$RUN_DIR/failures"
+        cp "$work/stderr" "$RUN_DIR/failures/$name-$tool-$run.stderr"
+        log "$tool on $name (run $run) FAILED: $(grep -v '^Command exited' "$work/stderr" | tail -n 3 | tr '\n' ' ')"
+    fi
+    [ -e "$work/gets-before" ] && before=$(cat "$work/gets-before")
+    local gets seconds=0 rss=0 cpu=0
+    gets=$(($(blob_gets) - before))
+    if [ -s "$work/time" ]; then
+        # Lines that are not numbers are GNU time's "Command exited with ...".
+        read -r seconds rss cpu < <(awk '$1 ~ /^[0-9.]+$/ {s += $1; c += $3 + $4; if ($2 > m) m = $2}
+            END {printf "%.2f %d %.2f\n", s, m, c}' "$work/time")
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$run" "$seconds" "$rss" "$gets" "$status" "$cpu" >>"$RAW"
+    log "$name $tool run $run: ${seconds}s (CPU ${cpu}s), peak RSS $((rss / 1024)) MiB, $gets blob GETs, $status"
+    rm -rf "$work"
+}
+
+benchmark() {
+    local name runs run tool
+    for name in $BENCH_IMAGES; do
+        runs=$BENCH_RUNS
+        [ "$name" = big ] && runs=$BENCH_BIG_RUNS
+        # Tools interleaved within each round, so slow drifts in the
+        # machine's load spread over all of them.
+        for run in $(seq 1 "$runs"); do
+            for tool in $BENCH_TOOLS; do
+                if [ "$tool" = occystrap-bundle-warm ] && ! occystrap_has_cache; then
+                    continue
+                fi
+                measure "$tool" "$name" "$run"
+            done
+        done
+    done
+}
+
+# ---- describing ---------------------------------------------------------
+
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
+
+first_line() { "$@" 2>&1 | head -n 1 || true; }
+
+describe_machine() {
+    meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+    meta nproc "$(nproc)"
+    meta cpu "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    meta memory "$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+    meta kernel "$(uname -sr)"
+    meta disk "$(df -hT "$BENCH_WORK" | awk 'NR == 2 {print $2 " on " $1}')"
+    meta "occystrap (this tree)" "$(first_line "$OCC" --version), commit $(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo_root" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted changes')"
+    meta rustc "$(first_line rustc --version)"
+    meta "Python occystrap" "$("$VENV/bin/pip" show occystrap 2>/dev/null | awk '/^Version/ {print $2}') on $(first_line "$VENV/bin/python" --version)"
+    meta skopeo "$(first_line skopeo --version)"
+    meta umoci "$(first_line umoci --version)"
+    meta docker-registry "$(dpkg-query -W -f '${Version}' docker-registry 2>/dev/null || echo '?')"
+    meta curl "$(first_line curl --version | awk '{print $1, $2}')"
+    meta gzip "$(first_line gzip --version)"
+    meta tar "$(first_line tar --version)"
+}
+
+main() {
+    mkdir -p "$BENCH_WORK"
+    rm -rf "$RUN_DIR"
+    mkdir -p "$RUN_DIR"
+    build_images
+    build_occystrap
+    setup_python_occystrap
+    start_registry
+    log "registry on $REGISTRY (storage in $BENCH_WORK/registry)"
+    push_images
+    describe_machine
+    meta "load average before" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    benchmark
+    meta "load average after" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    meta runs "$BENCH_RUNS (debian), $BENCH_BIG_RUNS (big)"
+    meta "occystrap cache" "$(occystrap_has_cache && echo 'yes: cold runs use a fresh --cache dir' || echo 'none yet (no --cache option)')"
+    local describe=()
+    local name
+    for name in $BENCH_IMAGES; do
+        describe+=("$name=$BENCH_WORK/images/$name/describe.json")
+    done
+    python3 "$here/report.py" "$RAW" "$META" "$RUN_DIR/failures" "$BENCH_RESULTS" "${describe[@]}"
+    cat "$BENCH_RESULTS"
+}
+
+main "$@"

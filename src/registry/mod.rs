@@ -1,23 +1,27 @@
 //! The only code that speaks HTTP. Everything handed out is either verified
-//! already (manifests, configs) or verified as it streams (blobs).
+//! already (manifests, configs) or verified as it streams (blobs). Failed
+//! requests are retried as [`retry`] says; blob downloads resume where they
+//! broke off ([`blob`]).
 
 pub mod auth;
+mod blob;
+mod retry;
 
 use std::io::{self, Read};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::digest::{Digest, VerifyingReader};
-use crate::layer::IntegrityError;
+use crate::layer::{IntegrityError, LayerLimits};
 use crate::reference::ImageRef;
 use crate::{Error, Result};
+
+use blob::{BlobSource, ResumingReader};
+use retry::{Failure, RetryPolicy};
 
 /// Media types of manifests we understand, in order of preference.
 pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
@@ -40,13 +44,53 @@ pub const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
 /// Image configs larger than this are refused (long histories reach a few MiB).
 pub const CONFIG_LIMIT: u64 = 32 * 1024 * 1024;
 
-/// How to reach a registry.
-#[derive(Debug, Clone, Default)]
+/// Retries of a failed request, by default.
+pub const DEFAULT_RETRIES: u32 = 4;
+/// How long a registry may stay silent, by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Wait before the first retry, by default (it doubles with each retry).
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// How to reach a registry, how hard to try, and what to accept from it.
+#[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// Use plain HTTP whatever the host (loopback registries always do).
     pub insecure: bool,
     /// Explicit username and password; otherwise Docker's config.json, else anonymous.
     pub credentials: Option<(String, String)>,
+    /// Retries of a request that failed transiently (connection error,
+    /// timeout, 408, 429, 5xx, a body cut short).
+    pub retries: u32,
+    /// How long the registry may stay silent: to connect, to answer, or
+    /// between two reads of a body.
+    pub timeout: Duration,
+    /// Wait before the first retry; doubles with each retry (with jitter).
+    pub retry_delay: Duration,
+    /// Caps on what one layer may decompress to.
+    pub layer_limits: LayerLimits,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure: false,
+            credentials: None,
+            retries: DEFAULT_RETRIES,
+            timeout: DEFAULT_TIMEOUT,
+            retry_delay: DEFAULT_RETRY_DELAY,
+            layer_limits: LayerLimits::default(),
+        }
+    }
+}
+
+impl RegistryOptions {
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            base_delay: self.retry_delay,
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// A manifest or index exactly as the registry sent it, verified.
@@ -66,6 +110,8 @@ pub struct Registry {
     auth: RegistryAuth,
     image: ImageRef,
     oci_ref: oci_client::Reference,
+    policy: RetryPolicy,
+    layer_limits: LayerLimits,
 }
 
 impl Registry {
@@ -83,8 +129,8 @@ impl Registry {
             protocol,
             platform_resolver: None,
             user_agent: concat!("occystrap/", env!("CARGO_PKG_VERSION")),
-            connect_timeout: Some(std::time::Duration::from_secs(30)),
-            read_timeout: Some(std::time::Duration::from_secs(300)),
+            connect_timeout: Some(opts.timeout),
+            read_timeout: Some(opts.timeout),
             ..ClientConfig::default()
         };
         let auth = auth::credentials_for(&image.registry, opts.credentials.clone())?;
@@ -93,7 +139,14 @@ impl Registry {
             auth,
             image: image.clone(),
             oci_ref,
+            policy: opts.retry_policy(),
+            layer_limits: opts.layer_limits,
         })
+    }
+
+    /// The caps on what a layer of this registry may decompress to.
+    pub fn layer_limits(&self) -> LayerLimits {
+        self.layer_limits
     }
 
     /// The image this connection was made for.
@@ -105,11 +158,13 @@ impl Registry {
     /// digest when there is one.
     pub async fn manifest(&self, reference: &str) -> Result<RawManifest> {
         let target = self.reference_for(reference);
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&target, &self.auth, MANIFEST_MEDIA_TYPES)
-            .await
-            .map_err(|e| self.map_error(e, reference))?;
+        let what = format!("manifest {}", self.describe(reference));
+        let (bytes, _) = retry::with_retries(&self.policy, &what, || {
+            self.client
+                .pull_manifest_raw(&target, &self.auth, MANIFEST_MEDIA_TYPES)
+        })
+        .await
+        .map_err(|e| self.map_failure(e, reference))?;
         if bytes.len() as u64 > MANIFEST_LIMIT {
             return Err(IntegrityError::TooLarge {
                 what: "manifest",
@@ -166,17 +221,24 @@ impl Registry {
         digest: &Digest,
         size: u64,
     ) -> Result<BlobReader> {
-        let digest_str = digest.to_string();
-        let stream = self
-            .client
-            .pull_blob_stream(&self.oci_ref, digest_str.as_str())
-            .await
-            .map_err(|e| self.map_error(e, &digest_str))?;
-        let bridge = SyncIoBridge::new(StreamReader::new(OwnVerification(stream.stream)));
-        let reader: Box<dyn Read + Send> = Box::new(bridge);
+        let source = BlobSource {
+            client: self.client.clone(),
+            oci_ref: self.oci_ref.clone(),
+            digest: digest.to_string(),
+            size,
+            policy: self.policy,
+            handle: tokio::runtime::Handle::current(),
+        };
+        let reference = self.describe(&source.digest);
+        let (body, _) = retry::with_retries(&self.policy, &format!("{what} {reference}"), || {
+            source.request(0)
+        })
+        .await
+        .map_err(|e| self.map_failure(e, &source.digest))?;
+        let reader: Box<dyn Read + Send> = Box::new(ResumingReader::new(source, body));
         Ok(BlobReader {
             inner: VerifyingReader::new(reader, what, digest.clone(), Some(size)),
-            reference: format!("{}@{digest}", self.image.familiar_repository()),
+            reference,
         })
     }
 
@@ -189,10 +251,20 @@ impl Registry {
         }
     }
 
-    fn map_error(&self, err: OciDistributionError, what: &str) -> Error {
-        let reference = format!("{}:{}", self.image.familiar_repository(), what)
-            .replace(":sha256:", "@sha256:");
-        map_oci_error(err, reference)
+    /// `repo:tag` or `repo@sha256:...`, for messages.
+    fn describe(&self, what: &str) -> String {
+        format!("{}:{}", self.image.familiar_repository(), what).replace(":sha256:", "@sha256:")
+    }
+
+    fn map_failure(&self, failure: Failure, what: &str) -> Error {
+        let reference = self.describe(what);
+        match failure {
+            Failure::Oci(e) => map_oci_error(e, reference),
+            Failure::Timeout(_) => Error::Registry {
+                reference,
+                message: failure.to_string(),
+            },
+        }
     }
 }
 
@@ -246,29 +318,8 @@ pub struct TransportError {
     pub message: String,
 }
 
-/// oci-client checks the digest itself and reports a mismatch as an error
-/// in place of the end of stream; we end the stream there instead, so our
-/// own check (against the descriptor, with sizes) gives the precise error.
-struct OwnVerification(futures_util::stream::BoxStream<'static, io::Result<Bytes>>);
-
-impl Stream for OwnVerification {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.0.poll_next_unpin(cx) {
-            Poll::Ready(Some(Err(e)))
-                if e.get_ref()
-                    .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()) =>
-            {
-                Poll::Ready(None)
-            }
-            other => other,
-        }
-    }
-}
-
 /// Work out what a manifest body is. Docker schema1 and unknown types are refused.
-fn manifest_media_type(bytes: &[u8], digest: &Digest) -> Result<String> {
+pub fn manifest_media_type(bytes: &[u8], digest: &Digest) -> Result<String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {
