@@ -4,59 +4,20 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::busybox::busybox_image;
+use common::cli::{assert_empty, fails_with, occystrap, ok, tar_entries};
+use common::fake::base64;
 use common::image::{Compression, Format, ImageSpec, LayerSpec, PlatformSpec};
 use common::push::PushedImage;
 use common::registry::Registry;
 use serde_json::Value;
 
-fn occystrap(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_occystrap"))
-        .args(args)
-        .env_remove("OCCYSTRAP_USERNAME")
-        .env_remove("OCCYSTRAP_PASSWORD")
-        .env("DOCKER_CONFIG", "/nonexistent-occystrap-test")
-        .output()
-        .expect("run occystrap")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "occystrap failed ({:?}): {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn fails_with(out: &Output, code: i32, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
-}
-
-/// Every entry of a tar file: name → content.
-fn tar_entries(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let file = std::fs::File::open(path).unwrap();
-    let mut archive = tar::Archive::new(file);
-    let mut out = BTreeMap::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        out.insert(name, data);
-    }
-    out
-}
-
 /// Check a docker-save tarball against what was pushed.
 fn assert_docker_save(path: &Path, pushed: &PushedImage, repo_tag: Option<&str>) {
-    let entries = tar_entries(path);
+    let entries = tar_entries(std::fs::File::open(path).unwrap());
     let manifest: Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
     let m = &manifest[0];
     let config_name = format!(
@@ -92,15 +53,6 @@ fn assert_docker_save(path: &Path, pushed: &PushedImage, repo_tag: Option<&str>)
         .map(|t| t.as_str().unwrap())
         .collect();
     assert_eq!(tags, repo_tag.into_iter().collect::<Vec<_>>());
-}
-
-/// No output and no temporary file left in `dir`.
-fn assert_empty(dir: &Path) {
-    let left: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 fn mixed_image(format: Format) -> ImageSpec {
@@ -310,7 +262,7 @@ fn basic_auth_from_flags_env_and_docker_config() {
     ok(&env);
 
     let config_dir = tempfile::tempdir().unwrap();
-    let auth = base64_encode(b"alice:s3cret");
+    let auth = base64(b"alice:s3cret");
     std::fs::write(
         config_dir.path().join("config.json"),
         format!(
@@ -327,27 +279,6 @@ fn basic_auth_from_flags_env_and_docker_config() {
         .output()
         .unwrap();
     ok(&from_config);
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[test]

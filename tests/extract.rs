@@ -8,45 +8,19 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::busybox::busybox_image;
+use common::cli::{docker_load_and_run, ensure_dockerd, fails_with, occystrap, ok, tar_entries};
 use common::fake::FakeServer;
 use common::image::{Compression, ImageSpec, LayerSpec};
-use common::push::PushedImage;
 use common::registry::Registry;
 use common::sha256_digest;
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
-
-fn occystrap(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_occystrap"))
-        .args(args)
-        .env_remove("OCCYSTRAP_USERNAME")
-        .env_remove("OCCYSTRAP_PASSWORD")
-        .env("DOCKER_CONFIG", "/nonexistent-occystrap-test")
-        .output()
-        .expect("run occystrap")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "occystrap failed ({:?}): {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn fails_with(out: &Output, code: i32, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
-}
 
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -77,20 +51,6 @@ fn exported(reference: &str, dir: &Path) -> Vec<u8> {
     fs::read(path).unwrap()
 }
 
-/// Every entry of a tar: name → content (directories end in `/`, empty).
-fn tar_entries(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
-    let mut archive = tar::Archive::new(bytes);
-    let mut out = BTreeMap::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        out.insert(name, data);
-    }
-    out
-}
-
 /// A directory in the same form as [`tar_entries`].
 fn dir_entries(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -114,15 +74,24 @@ fn dir_entries(root: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Names in `dir` that look like temporaries (hidden, `.tmp`).
-fn temporaries(dir: &Path) -> Vec<String> {
-    dir_entries(dir)
-        .into_keys()
-        .filter(|n| {
-            n.split('/')
-                .any(|c| c.starts_with('.') && c.contains("occystrap"))
-        })
-        .collect()
+/// Names under `dir` that look like occystrap's temporaries (not
+/// following symlinks, not reading files: expanded trees hold FIFOs).
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains("occystrap") {
+                found.push(entry.path());
+            }
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    found
 }
 
 fn catalog(dir: &Path) -> Value {
@@ -134,71 +103,6 @@ fn manifest_stem(reference_repo: &str, tag: &str) -> String {
 }
 
 // --- Docker --------------------------------------------------------------
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `docker load -i tarball`, then check the image ID and run it.
-fn docker_load_and_run(tarball: &Path, tag: &str, pushed: &PushedImage, expect: &str) {
-    let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
-    let loaded = docker(&["load", "-i", s(tarball)]);
-    assert!(loaded.contains(tag), "docker load said: {loaded}");
-    let id = docker(&["image", "inspect", "--format", "{{.Id}}", tag]);
-    assert_eq!(
-        id.trim(),
-        pushed.config_digest,
-        "image ID is the registry's"
-    );
-    let ran = docker(&["run", "--rm", "--network", "none", tag]);
-    assert_eq!(ran, expect);
-    docker(&["rmi", "-f", tag]);
-}
-
-fn engine_answers() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Make sure `docker` has an engine to talk to, starting `dockerd` if need
-/// be. Panics (no silent skip) when there is none after 60 s.
-fn ensure_dockerd() {
-    static START: Once = Once::new();
-    START.call_once(|| {
-        if engine_answers() {
-            return;
-        }
-        // Detached through a shell so the engine outlives this test process.
-        let log = std::env::temp_dir().join("occystrap-test-dockerd.log");
-        let started = Command::new("sh")
-            .arg("-c")
-            .arg(format!("dockerd >'{}' 2>&1 &", log.display()))
-            .status()
-            .expect("start dockerd: install Debian's docker.io and run as root");
-        assert!(started.success(), "could not start dockerd");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !engine_answers() {
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not come up (see the dockerd log in the temp dir)"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    });
-}
 
 // --- Plain directories ---------------------------------------------------
 
@@ -224,7 +128,7 @@ fn plain_directory_is_the_docker_save_tarball_and_loads() {
     ]));
 
     // Exactly the tarball's entries, byte for byte.
-    let expected = tar_entries(&exported(&reference, tmp.path()));
+    let expected = tar_entries(&exported(&reference, tmp.path())[..]);
     assert_eq!(dir_entries(&dir), expected);
     assert!(
         dir.join(format!("{}.json", hex(&pushed.config_digest)))
@@ -240,7 +144,7 @@ fn plain_directory_is_the_docker_save_tarball_and_loads() {
         .status()
         .unwrap();
     assert!(tarred.success());
-    docker_load_and_run(&tarball, &reference, &pushed, "plain\n");
+    docker_load_and_run(&tarball, &reference, &pushed.config_digest, "plain\n");
 
     // The modern form writes the same thing; an existing DIR is refused
     // unless --force, which replaces it whole.
@@ -390,7 +294,7 @@ fn shared_directory_stores_layers_once_and_recreates_each_image() {
             "{reference}"
         );
         let expect = if repo == "test/a" { "a\n" } else { "b\n" };
-        docker_load_and_run(&out, &reference, pushed, expect);
+        docker_load_and_run(&out, &reference, &pushed.config_digest, expect);
     }
 
     // Unknown image or tag: exit 3, and the catalog's contents listed.
@@ -558,6 +462,33 @@ fn concurrent_writers_share_one_directory_safely() {
         }
     }
     assert!(temporaries(&dir).is_empty(), "{:?}", temporaries(&dir));
+
+    // Writers serialise on the catalog lock: while it is held, a writer
+    // fetches but cannot publish; once released, it completes.
+    registry.push_image("test/late", "v1", &app("late"));
+    let late = format!("{}/test/late", registry.addr);
+    let lock = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("catalog.json.lock"))
+        .unwrap();
+    let held = Flock::lock(lock, FlockArg::LockExclusive).unwrap();
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_occystrap"))
+        .args(["extract", "--use-unique-names"])
+        .arg(registry.image_ref("test/late", "v1"))
+        .arg(&dir)
+        .env("DOCKER_CONFIG", "/nonexistent-occystrap-test")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(writer.try_wait().unwrap().is_none(), "the writer waits");
+    assert!(catalog(&dir).get(&late).is_none());
+    drop(held);
+    assert!(writer.wait().unwrap().success());
+    assert!(catalog(&dir).get(&late).is_some());
+    assert_eq!(catalog(&dir).as_object().unwrap().len(), count + 1);
 }
 
 // --- Expanded directories ------------------------------------------------

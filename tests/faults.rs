@@ -6,75 +6,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::cli::{assert_empty, fails_with, noise, occystrap, ok, stderr};
 use common::fake::{Canned, FakeServer, base64};
 use common::image::{Compression, ImageSpec, LayerSpec};
 use common::push::PushedImage;
 use common::registry::Registry;
 use common::sha256_digest;
 use serde_json::Value;
-
-/// Short waits between retries, so that tests stay fast (unless a test
-/// sets these flags itself).
-const FAST: &[(&str, &str)] = &[("--retry-delay", "10"), ("--timeout", "5")];
-
-fn occystrap(args: &[&str]) -> Output {
-    let defaults = FAST
-        .iter()
-        .filter(|(flag, _)| !args.contains(flag))
-        .flat_map(|(flag, value)| [*flag, *value]);
-    Command::new(env!("CARGO_BIN_EXE_occystrap"))
-        .args(defaults)
-        .args(args)
-        .env_remove("OCCYSTRAP_USERNAME")
-        .env_remove("OCCYSTRAP_PASSWORD")
-        .env("DOCKER_CONFIG", "/nonexistent-occystrap-test")
-        .output()
-        .expect("run occystrap")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "occystrap failed ({:?}): {}",
-        out.status.code(),
-        stderr(out)
-    );
-}
-
-fn fails_with(out: &Output, code: i32, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
-}
-
-/// Nothing at all in `dir`: no output, no temporary file.
-fn assert_empty(dir: &Path) {
-    let left: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
-}
-
-/// Deterministic incompressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u8
-        })
-        .collect()
-}
 
 /// Three layers (gzip with 300 KB of noise, zstd, uncompressed), so that
 /// faults can hit a body in its middle.

@@ -5,18 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::busybox::busybox_image;
+use common::cli::occystrap;
 use common::image::{Compression, LayerSpec};
 use common::registry::Registry;
-
-fn occystrap(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_occystrap"))
-        .args(args)
-        .output()
-        .expect("run occystrap")
-}
 
 /// `runc run` the bundle; returns stdout. A unique container id per call.
 fn runc_run(bundle: &Path) -> String {

@@ -10,20 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::busybox::busybox_image;
+use common::cli::noise;
 use common::image::{Compression, LayerSpec};
 use common::registry::Registry;
-
-/// Incompressible bytes, so layers take a moment to stream.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect()
-}
 
 fn big_image() -> common::image::ImageSpec {
     let mut image = busybox_image();

@@ -207,6 +207,10 @@ mod tests {
         assert_eq!(key_of(&r), ("busybox".into(), "1.36".into()));
         let r = ImageRef::from_parts(Some("quay.io"), "org/app", "latest").unwrap();
         assert_eq!(key_of(&r).0, "quay.io/org/app");
+        for spelling in ["busybox", "library/busybox", "docker.io/library/busybox"] {
+            let r = ImageRef::from_parts(None, spelling, "1.36").unwrap();
+            assert_eq!(key_of(&r), ("busybox".into(), "1.36".into()), "{spelling}");
+        }
         assert_eq!(
             manifest_stem("homeassistant/home-assistant", "latest"),
             "manifest-homeassistant_home-assistant-latest"

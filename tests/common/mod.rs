@@ -59,6 +59,7 @@
 #![allow(dead_code)]
 
 pub mod busybox;
+pub mod cli;
 pub mod fake;
 pub mod http;
 pub mod image;
