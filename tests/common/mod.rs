@@ -65,6 +65,7 @@ pub mod http;
 pub mod image;
 pub mod push;
 pub mod registry;
+pub mod tree;
 
 /// `sha256:<hex>` of `bytes`, the digest form registries and configs use.
 pub fn sha256_digest(bytes: &[u8]) -> String {
