@@ -74,6 +74,13 @@ pub struct Global {
     /// Refuse a layer with more than N tar entries
     #[arg(long, global = true, value_name = "N")]
     pub max_entries: Option<u64>,
+    /// Blob cache directory (default: $XDG_CACHE_HOME/occystrap or ~/.cache/occystrap)
+    #[arg(long, global = true, value_name = "DIR", env = "OCCYSTRAP_CACHE_DIR")]
+    pub cache: Option<PathBuf>,
+    /// Neither read nor fill the blob cache (wins over --cache)
+    #[arg(long, global = true, env = "OCCYSTRAP_NO_CACHE",
+          value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +156,22 @@ pub enum Command {
         tag: String,
         /// Output tarball (replaced atomically if it exists)
         output: PathBuf,
+    },
+    /// Manage the blob cache
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Print the cache directory and how much it holds
+    Info,
+    /// Remove the least recently used blobs until at most SIZE stay cached
+    Prune {
+        /// What may stay (suffixes K, M, G, T); 0 empties the cache
+        #[arg(long, value_name = "SIZE", default_value = "0", value_parser = occystrap::layer::parse_size)]
+        max_size: u64,
     },
 }
 

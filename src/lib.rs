@@ -6,6 +6,7 @@
 //! ([`unpack`] into a [`fsroot::RootDir`] → [`bundle`]) | [`export`].
 
 pub mod bundle;
+pub mod cache;
 pub mod digest;
 pub mod error;
 pub mod export;

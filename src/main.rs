@@ -13,9 +13,10 @@ use occystrap::{Error, ImageRef, Platform, PullOptions, RegistryOptions};
 
 use std::path::Path;
 
-use cli::{BundleArgs, Cli, Command, ExtractArgs, Global};
+use cli::{BundleArgs, CacheCommand, Cli, Command, ExtractArgs, Global};
 use occystrap::bundle::BundleOptions;
 use occystrap::bundle::convert::{self, ConvertOptions};
+use occystrap::cache::BlobCache;
 use occystrap::export::extracted::ExtractOptions;
 use occystrap::layer::LayerLimits;
 
@@ -119,6 +120,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let id = occystrap::recreate_image(&dir, &reference, &output)?;
             tracing::info!("wrote {} ({reference}, image ID {id})", output.display());
         }
+        Command::Cache(command) => cache_command(command, &cli.global)?,
         Command::Inspect { reference } => {
             let reference: ImageRef = reference.parse()?;
             let (_, image) = occystrap::resolve(&reference, &opts).await?;
@@ -218,6 +220,39 @@ fn inspect_json(image: &occystrap::ResolvedImage) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
+/// The cache from `--cache`, else the default one; none with `--no-cache`
+/// or when there is no home directory to put it in.
+fn blob_cache(global: &Global) -> Result<Option<BlobCache>, Error> {
+    if global.no_cache {
+        return Ok(None);
+    }
+    match global.cache.clone().or_else(BlobCache::default_dir) {
+        Some(dir) => BlobCache::open(&dir).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn cache_command(command: CacheCommand, global: &Global) -> Result<(), Error> {
+    let cache =
+        blob_cache(global)?.ok_or_else(|| Error::Usage("no cache: give --cache DIR".into()))?;
+    let max = match command {
+        CacheCommand::Info => u64::MAX,
+        CacheCommand::Prune { max_size } => max_size,
+    };
+    let report = cache.prune(max)?;
+    match command {
+        CacheCommand::Info => println!("{}: {} bytes", cache.root().display(), report.kept),
+        CacheCommand::Prune { .. } => println!(
+            "{}: removed {} blobs ({} bytes); {} bytes stay",
+            cache.root().display(),
+            report.removed,
+            report.freed,
+            report.kept
+        ),
+    }
+    Ok(())
+}
+
 /// Platform from `--platform`, or the host's with `--os/--architecture/--variant` applied.
 fn pull_options(global: &Global) -> Result<PullOptions, Error> {
     let platform = match &global.platform {
@@ -252,6 +287,7 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
                 max_size: global.max_layer_size,
                 max_entries: global.max_entries,
             },
+            cache: blob_cache(global)?,
         },
         platform,
     })

@@ -70,7 +70,7 @@ fn occystrap_and_umoci_unpack_the_same_tree() {
     let dir = tempfile::tempdir().unwrap();
 
     let ours = dir.path().join("ours");
-    let out = Command::new(env!("CARGO_BIN_EXE_occystrap"))
+    let out = common::cli::command()
         .args(["bundle", &reference, ours.to_str().unwrap()])
         .output()
         .unwrap();

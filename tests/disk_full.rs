@@ -37,10 +37,7 @@ impl Drop for SmallDisk {
 }
 
 fn assert_full_disk_failure(args: &[&str], disk: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_occystrap"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = common::cli::command().args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");

@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use common::busybox::busybox_image;
 use common::cli::{assert_empty, fails_with, occystrap, ok, tar_entries};
@@ -252,7 +251,7 @@ fn basic_auth_from_flags_env_and_docker_config() {
     ]));
     assert_docker_save(&out, &pushed, Some(&reference));
 
-    let env = Command::new(env!("CARGO_BIN_EXE_occystrap"))
+    let env = common::cli::command()
         .args(["export", &reference, target])
         .env("OCCYSTRAP_USERNAME", "alice")
         .env("OCCYSTRAP_PASSWORD", "s3cret")
@@ -271,7 +270,7 @@ fn basic_auth_from_flags_env_and_docker_config() {
         ),
     )
     .unwrap();
-    let from_config = Command::new(env!("CARGO_BIN_EXE_occystrap"))
+    let from_config = common::cli::command()
         .args(["export", &reference, target])
         .env_remove("OCCYSTRAP_USERNAME")
         .env_remove("OCCYSTRAP_PASSWORD")

@@ -474,7 +474,7 @@ fn concurrent_writers_share_one_directory_safely() {
         .open(dir.join("catalog.json.lock"))
         .unwrap();
     let held = Flock::lock(lock, FlockArg::LockExclusive).unwrap();
-    let mut writer = Command::new(env!("CARGO_BIN_EXE_occystrap"))
+    let mut writer = common::cli::command()
         .args(["extract", "--use-unique-names"])
         .arg(registry.image_ref("test/late", "v1"))
         .arg(&dir)

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::busybox::busybox_image;
@@ -33,7 +33,7 @@ fn interrupt_at(
     at: usize,
     signal: nix::sys::signal::Signal,
 ) -> (Option<i32>, Duration) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_occystrap"))
+    let mut child = common::cli::command()
         .arg("-v")
         .args(args)
         .stderr(Stdio::piped())

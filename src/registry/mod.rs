@@ -15,6 +15,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 
+use crate::cache::{BlobCache, CacheWriter};
 use crate::digest::{Digest, VerifyingReader};
 use crate::layer::{IntegrityError, LayerLimits};
 use crate::reference::ImageRef;
@@ -68,6 +69,8 @@ pub struct RegistryOptions {
     pub retry_delay: Duration,
     /// Caps on what one layer may decompress to.
     pub layer_limits: LayerLimits,
+    /// The blob cache to read from and fill, if any.
+    pub cache: Option<BlobCache>,
 }
 
 impl Default for RegistryOptions {
@@ -78,6 +81,7 @@ impl Default for RegistryOptions {
             retries: DEFAULT_RETRIES,
             timeout: DEFAULT_TIMEOUT,
             retry_delay: DEFAULT_RETRY_DELAY,
+            cache: None,
             layer_limits: LayerLimits::default(),
         }
     }
@@ -112,6 +116,7 @@ pub struct Registry {
     oci_ref: oci_client::Reference,
     policy: RetryPolicy,
     layer_limits: LayerLimits,
+    cache: Option<BlobCache>,
 }
 
 impl Registry {
@@ -141,6 +146,7 @@ impl Registry {
             oci_ref,
             policy: opts.retry_policy(),
             layer_limits: opts.layer_limits,
+            cache: opts.cache.clone(),
         })
     }
 
@@ -221,6 +227,15 @@ impl Registry {
         digest: &Digest,
         size: u64,
     ) -> Result<BlobReader> {
+        let reference = self.describe(&digest.to_string());
+        if let Some(file) = self.cache.as_ref().and_then(|c| c.get(digest, size)) {
+            tracing::debug!("{what} {digest}: from the cache");
+            return Ok(BlobReader {
+                inner: VerifyingReader::new(Box::new(file), what, digest.clone(), Some(size)),
+                reference,
+                tee: None,
+            });
+        }
         let source = BlobSource {
             client: self.client.clone(),
             oci_ref: self.oci_ref.clone(),
@@ -229,7 +244,6 @@ impl Registry {
             policy: self.policy,
             handle: tokio::runtime::Handle::current(),
         };
-        let reference = self.describe(&source.digest);
         let (body, _) = retry::with_retries(&self.policy, &format!("{what} {reference}"), || {
             source.request(0)
         })
@@ -239,6 +253,7 @@ impl Registry {
         Ok(BlobReader {
             inner: VerifyingReader::new(reader, what, digest.clone(), Some(size)),
             reference,
+            tee: self.cache.as_ref().and_then(|c| c.writer(digest)),
         })
     }
 
@@ -272,6 +287,9 @@ impl Registry {
 pub struct BlobReader {
     inner: VerifyingReader<Box<dyn Read + Send>>,
     reference: String,
+    /// Where a download is copied for the cache: published once the end
+    /// of the blob verified.
+    tee: Option<CacheWriter>,
 }
 
 impl BlobReader {
@@ -293,7 +311,17 @@ impl BlobReader {
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).map_err(|e| {
+        let read = self.inner.read(buf);
+        match (&read, self.tee.as_mut()) {
+            (Ok(0), Some(_)) if !buf.is_empty() => {
+                if let Some(tee) = self.tee.take() {
+                    tee.commit();
+                }
+            }
+            (Ok(n), Some(tee)) => tee.write(&buf[..*n]),
+            _ => {}
+        }
+        read.map_err(|e| {
             if crate::digest::integrity_cause(&e).is_some() {
                 e
             } else {

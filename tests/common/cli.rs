@@ -13,13 +13,28 @@ use std::time::{Duration, Instant};
 const FAST: &[(&str, &str)] = &[("--retry-delay", "10"), ("--timeout", "5")];
 
 /// The binary with a clean environment: no credentials from the caller's
-/// environment or Docker config.
+/// environment or Docker config, and no blob cache (tests that tamper with
+/// a registry's blobs must see the registry's bytes; cache tests pass
+/// `--cache DIR`, which this leaves alone).
 pub fn command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_occystrap"));
     cmd.env_remove("OCCYSTRAP_USERNAME")
         .env_remove("OCCYSTRAP_PASSWORD")
+        .env_remove("OCCYSTRAP_CACHE_DIR")
+        .env("OCCYSTRAP_NO_CACHE", "1")
         .env("DOCKER_CONFIG", "/nonexistent-occystrap-test");
     cmd
+}
+
+/// Like [`occystrap`], with the blob cache at `cache`.
+pub fn occystrap_cached(cache: &Path, args: &[&str]) -> Output {
+    command()
+        .env_remove("OCCYSTRAP_NO_CACHE")
+        .env("OCCYSTRAP_CACHE_DIR", cache)
+        .args(FAST.iter().flat_map(|(flag, value)| [*flag, *value]))
+        .args(args)
+        .output()
+        .expect("run occystrap")
 }
 
 /// Run occystrap with `args` (and fast retry settings) to completion.

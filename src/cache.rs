@@ -1,0 +1,273 @@
+//! A content-addressed blob cache shared by every command. A blob is
+//! published in the cache only once its download verified (digest and
+//! size), and a cached copy is hashed again before it is trusted: a
+//! damaged copy is removed and fetched afresh. Entries appear by atomic
+//! rename, so concurrent processes can share one cache. The cache never
+//! fails a pull: when it cannot be written, occystrap goes on without it.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::digest::Digest;
+use crate::{Error, Result};
+
+/// A blob cache rooted at a directory (`blobs/<algorithm>/<hex>`, `tmp/`).
+#[derive(Debug, Clone)]
+pub struct BlobCache {
+    root: PathBuf,
+}
+
+/// What [`BlobCache::prune`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Blobs removed.
+    pub removed: u64,
+    /// Bytes freed.
+    pub freed: u64,
+    /// Bytes still cached.
+    pub kept: u64,
+}
+
+impl BlobCache {
+    /// Open (creating if need be) the cache at `root`.
+    pub fn open(root: &Path) -> Result<BlobCache> {
+        for dir in [root.join("blobs"), root.join("tmp")] {
+            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(BlobCache {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// `$XDG_CACHE_HOME/occystrap`, else `~/.cache/occystrap`.
+    pub fn default_dir() -> Option<PathBuf> {
+        let base = match std::env::var_os("XDG_CACHE_HOME") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+        };
+        Some(base.join("occystrap"))
+    }
+
+    /// The cache's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn entry(&self, digest: &Digest) -> PathBuf {
+        let text = digest.to_string();
+        let algorithm = text.split(':').next().unwrap_or("sha256");
+        self.root.join("blobs").join(algorithm).join(digest.hex())
+    }
+
+    /// A cached copy of the blob, verified (size and digest) before it is
+    /// returned; a damaged copy is removed. `None` when there is none.
+    pub fn get(&self, digest: &Digest, size: u64) -> Option<File> {
+        let path = self.entry(digest);
+        let mut file = File::open(&path).ok()?;
+        if !matches!(file.metadata(), Ok(m) if m.len() == size) || !hash_matches(&mut file, digest)
+        {
+            tracing::warn!("cached {digest} is damaged: removing it and fetching it again");
+            let _ = fs::remove_file(&path);
+            return None;
+        }
+        // Its mtime records the last use, for pruning.
+        let _ = file.set_modified(SystemTime::now());
+        File::open(&path).ok()
+    }
+
+    /// A writer that publishes the blob when committed; `None` (with a
+    /// warning) when the cache cannot be written.
+    pub fn writer(&self, digest: &Digest) -> Option<CacheWriter> {
+        let target = self.entry(digest);
+        let tmp = self.root.join("tmp").join(format!(
+            "{}.{}.{}",
+            digest.hex(),
+            std::process::id(),
+            crate::output::unique_suffix()
+        ));
+        let created = target
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| File::create_new(&tmp));
+        match created {
+            Ok(file) => Some(CacheWriter {
+                file: Some(BufWriter::with_capacity(256 * 1024, file)),
+                tmp,
+                target,
+            }),
+            Err(e) => {
+                tracing::warn!("not caching {digest}: {}: {e}", tmp.display());
+                None
+            }
+        }
+    }
+
+    /// Remove the least recently used blobs until at most `max_bytes` stay
+    /// cached (0 empties the cache), and leftover temporaries.
+    pub fn prune(&self, max_bytes: u64) -> Result<PruneReport> {
+        let mut entries = Vec::new();
+        let blobs = self.root.join("blobs");
+        for algorithm in fs::read_dir(&blobs).map_err(|e| Error::io(&blobs, e))? {
+            let dir = algorithm.map_err(|e| Error::io(&blobs, e))?.path();
+            for blob in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                let path = blob.map_err(|e| Error::io(&dir, e))?.path();
+                let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+                let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                entries.push((used, meta.len(), path));
+            }
+        }
+        entries.sort();
+        let mut report = PruneReport {
+            kept: entries.iter().map(|(_, len, _)| len).sum(),
+            ..PruneReport::default()
+        };
+        for (_, len, path) in entries {
+            if report.kept <= max_bytes {
+                break;
+            }
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            report.removed += 1;
+            report.freed += len;
+            report.kept -= len;
+        }
+        self.remove_stale_temporaries();
+        Ok(report)
+    }
+
+    /// Temporaries a killed process left behind (an hour old: a download
+    /// in progress keeps writing to its own).
+    fn remove_stale_temporaries(&self) {
+        let tmp = self.root.join("tmp");
+        for entry in fs::read_dir(tmp).into_iter().flatten().flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 3600);
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn hash_matches(file: &mut File, digest: &Digest) -> bool {
+    let mut hasher = digest.hasher();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(_) => return false,
+        }
+    }
+    hasher.check("cached blob", digest).is_ok()
+}
+
+/// A blob being written into the cache; published by [`CacheWriter::commit`],
+/// removed if dropped before.
+pub struct CacheWriter {
+    file: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    target: PathBuf,
+}
+
+impl CacheWriter {
+    /// Append bytes. A failure (disk full) abandons caching, not the pull.
+    pub fn write(&mut self, bytes: &[u8]) {
+        if let Some(file) = self.file.as_mut()
+            && let Err(e) = file.write_all(bytes)
+        {
+            tracing::warn!("not caching {}: {e}", self.target.display());
+            self.file = None;
+        }
+    }
+
+    /// Publish the blob; call only once it verified.
+    pub fn commit(mut self) {
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        let published = file
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+            .and_then(|_| fs::rename(&self.tmp, &self.target));
+        if let Err(e) = published {
+            tracing::warn!("not caching {}: {e}", self.target.display());
+        }
+    }
+}
+
+impl Drop for CacheWriter {
+    fn drop(&mut self) {
+        // After a commit the temporary is gone already.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(cache: &BlobCache, bytes: &[u8]) -> Digest {
+        let digest = Digest::sha256_of(bytes);
+        let mut w = cache.writer(&digest).unwrap();
+        w.write(bytes);
+        w.commit();
+        digest
+    }
+
+    #[test]
+    fn stores_verifies_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let a = put(&cache, b"first blob");
+        let b = put(&cache, b"second blob!");
+        let mut got = String::new();
+        cache.get(&a, 10).unwrap().read_to_string(&mut got).unwrap();
+        assert_eq!(got, "first blob");
+        assert!(cache.get(&a, 11).is_none(), "wrong size is a miss");
+        // The size mismatch removed it: a damaged entry is never trusted.
+        assert!(cache.get(&a, 10).is_none());
+
+        fs::write(cache.entry(&b), b"second blob?").unwrap();
+        assert!(cache.get(&b, 12).is_none(), "damaged content is a miss");
+        assert!(!cache.entry(&b).exists());
+
+        let c = put(&cache, b"third");
+        let d = put(&cache, b"fourth");
+        let old = SystemTime::now() - std::time::Duration::from_secs(100);
+        File::options()
+            .write(true)
+            .open(cache.entry(&c))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let report = cache.prune(6).unwrap();
+        assert_eq!(
+            report,
+            PruneReport {
+                removed: 1,
+                freed: 5,
+                kept: 6
+            }
+        );
+        assert!(cache.get(&d, 6).is_some() && cache.get(&c, 5).is_none());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn uncommitted_writes_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let digest = Digest::sha256_of(b"x");
+        let mut w = cache.writer(&digest).unwrap();
+        w.write(b"x");
+        drop(w);
+        assert!(cache.get(&digest, 1).is_none());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,186 @@
+//! The blob cache: a second pull of the same image makes no blob requests
+//! and gives the same output; a damaged cached blob is detected and fetched
+//! again; processes share one cache safely; `cache prune` bounds it.
+
+mod common;
+
+use std::path::Path;
+
+use common::busybox::busybox_image;
+use common::cli::{noise, occystrap, occystrap_cached, ok};
+use common::fake::FakeServer;
+use common::image::{Compression, LayerSpec};
+use common::registry::Registry;
+
+fn blob_gets(fake: &FakeServer) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/blobs/"))
+        .count()
+}
+
+fn image() -> common::image::ImageSpec {
+    busybox_image()
+        .layer(LayerSpec::new().file("data/noise", noise(300_000, 7), 0o644))
+        .layer(
+            LayerSpec::new()
+                .file("etc/motd", b"zstd\n", 0o644)
+                .compression(Compression::Zstd),
+        )
+}
+
+fn cached_blobs(cache: &Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(cache.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn warm_cache_makes_no_blob_requests() {
+    let registry = Registry::start();
+    let pushed = registry.push_image("test/cached", "v1", &image());
+    let fake = FakeServer::in_front_of(&registry);
+    let reference = fake.image_ref("test/cached", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cold = dir.path().join("cold.tar");
+    ok(&occystrap_cached(
+        &cache,
+        &["export", &reference, cold.to_str().unwrap()],
+    ));
+    // The config and every layer were fetched once and cached.
+    assert_eq!(blob_gets(&fake), 1 + pushed.layer_digests.len());
+    assert_eq!(cached_blobs(&cache).len(), 1 + pushed.layer_digests.len());
+
+    let warm = dir.path().join("warm.tar");
+    ok(&occystrap_cached(
+        &cache,
+        &["export", &reference, warm.to_str().unwrap()],
+    ));
+    let bundle = dir.path().join("bundle");
+    ok(&occystrap_cached(
+        &cache,
+        &["bundle", &reference, bundle.to_str().unwrap()],
+    ));
+    assert_eq!(
+        blob_gets(&fake),
+        1 + pushed.layer_digests.len(),
+        "warm runs fetched blobs"
+    );
+    assert_eq!(std::fs::read(&cold).unwrap(), std::fs::read(&warm).unwrap());
+    assert_eq!(
+        std::fs::read(bundle.join("rootfs/etc/motd")).unwrap(),
+        b"zstd\n"
+    );
+
+    // --no-cache (the default in these tests' environment) goes to the registry.
+    let uncached = dir.path().join("uncached.tar");
+    ok(&occystrap(&[
+        "export",
+        &reference,
+        uncached.to_str().unwrap(),
+    ]));
+    assert_eq!(blob_gets(&fake), 2 * (1 + pushed.layer_digests.len()));
+}
+
+#[test]
+fn damaged_cache_entries_are_fetched_again() {
+    let registry = Registry::start();
+    let pushed = registry.push_image("test/cached", "v1", &image());
+    let fake = FakeServer::in_front_of(&registry);
+    let reference = fake.image_ref("test/cached", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let first = dir.path().join("first.tar");
+    ok(&occystrap_cached(
+        &cache,
+        &["export", &reference, first.to_str().unwrap()],
+    ));
+    let before = blob_gets(&fake);
+
+    // Flip a byte of one layer, truncate another.
+    let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+    let flipped = cache
+        .join("blobs/sha256")
+        .join(hex(&pushed.layer_digests[1]));
+    let mut bytes = std::fs::read(&flipped).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&flipped, bytes).unwrap();
+    let cut = cache
+        .join("blobs/sha256")
+        .join(hex(&pushed.layer_digests[2]));
+    let len = std::fs::metadata(&cut).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let second = dir.path().join("second.tar");
+    let out = occystrap_cached(&cache, &["export", &reference, second.to_str().unwrap()]);
+    ok(&out);
+    assert!(common::cli::stderr(&out).contains("damaged"));
+    assert_eq!(
+        blob_gets(&fake),
+        before + 2,
+        "exactly the two damaged blobs again"
+    );
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap()
+    );
+    // And the cache holds good copies again.
+    let third = dir.path().join("third.tar");
+    ok(&occystrap_cached(
+        &cache,
+        &["export", &reference, third.to_str().unwrap()],
+    ));
+    assert_eq!(blob_gets(&fake), before + 2);
+}
+
+#[test]
+fn concurrent_processes_share_a_cache_and_prune_bounds_it() {
+    let registry = Registry::start();
+    registry.push_image("test/a", "v1", &image());
+    registry.push_image("test/b", "v1", &busybox_image());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let runs: Vec<_> = (0..4)
+        .map(|i| {
+            let reference = registry.image_ref(if i % 2 == 0 { "test/a" } else { "test/b" }, "v1");
+            let out = dir.path().join(format!("{i}.tar"));
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                occystrap_cached(&cache, &["export", &reference, out.to_str().unwrap()])
+            })
+        })
+        .collect();
+    for run in runs {
+        ok(&run.join().unwrap());
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("0.tar")).unwrap(),
+        std::fs::read(dir.path().join("2.tar")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_dir(cache.join("tmp")).unwrap().count(),
+        0,
+        "no temporaries left"
+    );
+    // a: config + 3 layers; b: its own config, the shared busybox layer.
+    assert_eq!(cached_blobs(&cache).len(), 5);
+
+    let cache_arg = cache.to_str().unwrap();
+    let info = occystrap_cached(&cache, &["cache", "info"]);
+    ok(&info);
+    assert!(String::from_utf8_lossy(&info.stdout).contains(cache_arg));
+    ok(&occystrap_cached(
+        &cache,
+        &["cache", "prune", "--max-size", "0"],
+    ));
+    assert!(cached_blobs(&cache).is_empty());
+}
