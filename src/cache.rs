@@ -61,6 +61,11 @@ impl BlobCache {
         self.root.join("blobs").join(algorithm).join(digest.hex())
     }
 
+    /// Whether a copy of the right size is cached (not verified: see [`BlobCache::get`]).
+    pub fn contains(&self, digest: &Digest, size: u64) -> bool {
+        fs::metadata(self.entry(digest)).is_ok_and(|m| m.len() == size)
+    }
+
     /// A cached copy of the blob, verified (size and digest) before it is
     /// returned; a damaged copy is removed. `None` when there is none.
     pub fn get(&self, digest: &Digest, size: u64) -> Option<File> {

@@ -77,6 +77,10 @@ pub struct Global {
     /// Blob cache directory (default: $XDG_CACHE_HOME/occystrap or ~/.cache/occystrap)
     #[arg(long, global = true, value_name = "DIR", env = "OCCYSTRAP_CACHE_DIR")]
     pub cache: Option<PathBuf>,
+    /// Blob downloads at once: with the cache, later layers download while
+    /// earlier ones are applied
+    #[arg(long, short = 'j', global = true, value_name = "N", default_value_t = occystrap::registry::DEFAULT_JOBS)]
+    pub jobs: usize,
     /// Neither read nor fill the blob cache (wins over --cache)
     #[arg(long, global = true, env = "OCCYSTRAP_NO_CACHE",
           value_parser = clap::builder::FalseyValueParser::new())]

@@ -288,6 +288,7 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
                 max_entries: global.max_entries,
             },
             cache: blob_cache(global)?,
+            jobs: global.jobs,
         },
         platform,
     })

@@ -8,6 +8,8 @@
 //! consumer finishes the previous one.
 
 use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::image::{LayerRef, ResolvedImage};
@@ -151,10 +153,12 @@ async fn produce(
     to_consumer: SyncSender<(LayerRef, LayerReader)>,
 ) -> Result<()> {
     let count = image.layers.len();
+    let mut prefetch = Prefetch::start(registry, image);
     for (i, layer) in image.layers.iter().enumerate() {
         if crate::is_cancelled() {
             return Err(Error::Cancelled);
         }
+        prefetch.wait_for(i).await;
         tracing::info!(
             "layer {}/{count} {} ({})",
             i + 1,
@@ -184,6 +188,57 @@ async fn produce(
             .map_err(|e| Error::Usage(format!("internal error: layer decoder failed: {e}")))?;
     }
     Ok(())
+}
+
+/// With a cache, later layers are downloaded into it (lowest first, at most
+/// `jobs` at once counting the layer being streamed) while earlier ones
+/// are applied; the layer loop then reads them from the cache. Dropping
+/// this stops downloads nobody will use.
+struct Prefetch {
+    tasks: Vec<Option<tokio::task::JoinHandle<()>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Prefetch {
+    fn start(registry: &Registry, image: &ResolvedImage) -> Prefetch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks: Vec<Option<tokio::task::JoinHandle<()>>> = vec![None];
+        if registry.has_cache() && registry.jobs() > 1 {
+            let permits = Arc::new(tokio::sync::Semaphore::new(registry.jobs() - 1));
+            for layer in image.layers.iter().skip(1) {
+                let (registry, layer, stop, permits) = (
+                    registry.clone(),
+                    layer.clone(),
+                    stop.clone(),
+                    permits.clone(),
+                );
+                tasks.push(Some(tokio::spawn(async move {
+                    // The semaphore is fair: layers start lowest first.
+                    let Ok(_permit) = permits.acquire_owned().await else {
+                        return;
+                    };
+                    registry.prefetch(&layer.digest, layer.size, stop).await;
+                })));
+            }
+        }
+        Prefetch { tasks, stop }
+    }
+
+    /// Let layer `i`'s download finish before the layer loop reads it.
+    async fn wait_for(&mut self, i: usize) {
+        if let Some(task) = self.tasks.get_mut(i).and_then(Option::take) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks.iter().flatten() {
+            task.abort();
+        }
+    }
 }
 
 /// Decompress and verify one layer into the channel. Failures go down the

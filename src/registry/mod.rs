@@ -8,6 +8,8 @@ mod blob;
 mod retry;
 
 use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,6 +73,9 @@ pub struct RegistryOptions {
     pub layer_limits: LayerLimits,
     /// The blob cache to read from and fill, if any.
     pub cache: Option<BlobCache>,
+    /// Blob downloads at once (with a cache, later layers are fetched into
+    /// it while earlier ones are applied).
+    pub jobs: usize,
 }
 
 impl Default for RegistryOptions {
@@ -82,6 +87,7 @@ impl Default for RegistryOptions {
             timeout: DEFAULT_TIMEOUT,
             retry_delay: DEFAULT_RETRY_DELAY,
             cache: None,
+            jobs: DEFAULT_JOBS,
             layer_limits: LayerLimits::default(),
         }
     }
@@ -108,7 +114,12 @@ pub struct RawManifest {
     pub media_type: String,
 }
 
-/// A connection to one repository of one registry.
+/// Default number of concurrent blob downloads.
+pub const DEFAULT_JOBS: usize = 4;
+
+/// A connection to one repository of one registry. Clones share the
+/// connection pool and tokens.
+#[derive(Clone)]
 pub struct Registry {
     client: oci_client::Client,
     auth: RegistryAuth,
@@ -117,6 +128,7 @@ pub struct Registry {
     policy: RetryPolicy,
     layer_limits: LayerLimits,
     cache: Option<BlobCache>,
+    jobs: usize,
 }
 
 impl Registry {
@@ -147,7 +159,39 @@ impl Registry {
             policy: opts.retry_policy(),
             layer_limits: opts.layer_limits,
             cache: opts.cache.clone(),
+            jobs: opts.jobs.max(1),
         })
+    }
+
+    /// How many blob downloads may run at once.
+    pub fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    /// Whether downloads go into a cache (and so can run ahead).
+    pub fn has_cache(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// Download a blob into the cache, unless it is there already; `stop`
+    /// abandons it. Errors are left for the real read to report.
+    pub async fn prefetch(&self, digest: &Digest, size: u64, stop: Arc<AtomicBool>) {
+        if self.cache.as_ref().is_none_or(|c| c.contains(digest, size)) {
+            return;
+        }
+        let Ok(mut blob) = self.open_blob("layer", digest, size).await else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            while !stop.load(Ordering::Relaxed) && !crate::is_cancelled() {
+                match blob.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
     }
 
     /// The caps on what a layer of this registry may decompress to.
