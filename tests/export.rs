@@ -140,6 +140,9 @@ fn digest_references_pin_the_manifest() {
 }
 
 /// Five+ platforms in a Docker list and an OCI index, with an attestation.
+/// arm64 is listed with its `v8` variant in the Docker list and without a
+/// variant in the OCI index (both occur in the wild); the map is keyed by
+/// the canonical name either way.
 fn push_multi_arch(
     registry: &Registry,
     format: Format,
@@ -155,17 +158,21 @@ fn push_multi_arch(
     ];
     let mut pushed = BTreeMap::new();
     let mut entries = Vec::new();
+    let listed = |p: &'static str| match (p, format) {
+        ("linux/arm64/v8", Format::Oci) => "linux/arm64",
+        _ => p,
+    };
     for p in platforms {
         let image = ImageSpec::new()
             .format(format)
-            .platform(p)
+            .platform(listed(p))
             .layer(LayerSpec::new().file("platform", p.as_bytes(), 0o644));
         let img = registry.push_image(repo, "", &image);
         pushed.insert(p, img);
     }
     let attestation = registry.push_attestation(repo, &pushed["linux/amd64"]);
     for p in platforms {
-        entries.push((PlatformSpec::parse(p), &pushed[p]));
+        entries.push((PlatformSpec::parse(listed(p)), &pushed[p]));
     }
     entries.push((PlatformSpec::parse("unknown/unknown"), &attestation));
     registry.push_index(repo, "multi", format, &entries);
@@ -185,6 +192,7 @@ fn multi_arch_selects_by_platform() {
             (&["--platform", "linux/arm"], "linux/arm/v7"),
             (&["--platform", "linux/arm64"], "linux/arm64/v8"),
             (&["--platform", "linux/aarch64/v8"], "linux/arm64/v8"),
+            (&["--platform", "linux/arm64/v8"], "linux/arm64/v8"),
             (
                 &["--os", "linux", "--architecture", "arm", "--variant", "v7"],
                 "linux/arm/v7",
