@@ -84,9 +84,22 @@ occystrap_has_cache() {
 
 # ---- measuring ----------------------------------------------------------
 
-# Blob downloads seen by the registry so far (HEAD requests excluded).
+# Blob downloads the registry has logged so far (HEAD requests excluded)
+# from clients whose User-Agent starts with $1 (default: any), so that a
+# request of another tool, or of someone else, is not counted against the
+# tool being measured.
 blob_gets() {
-    grep -c '"GET /v2/[^ ]*/blobs/' "$REGISTRY_LOG" || true
+    grep -cE "\"GET /v2/[^ ]*/blobs/[^\"]*\" [0-9]+ [0-9]+ \"[^\"]*\" \"${1:-}" "$REGISTRY_LOG" || true
+}
+
+# The User-Agent prefix each tool sends.
+agent_of() {
+    case "$1" in
+        occystrap-*) echo 'occystrap/' ;;
+        skopeo-*) echo 'skopeo/' ;;
+        py-*) echo 'Mozilla/5.0 [^"]*Occy Strap/' ;;
+        naive) echo 'curl/' ;;
+    esac
 }
 
 # Runs one command under GNU time; appends "wall_s maxrss_kib user_s
@@ -116,7 +129,7 @@ run_tool() {
             # Fill the cache first (untimed), then time a second bundle.
             "$OCC" "${cache_args[@]}" bundle "$ref" "$work/first" &&
                 rm -rf "$work/first" && sync &&
-                blob_gets >"$work/gets-before" &&
+                blob_gets "$(agent_of "$tool")" >"$work/gets-before" &&
                 timed "$t" "$OCC" "${cache_args[@]}" bundle "$ref" "$work/bundle" ;;
         skopeo-umoci)
             timed "$t" skopeo copy --quiet --src-tls-verify=false \
@@ -147,8 +160,9 @@ measure() {
     rm -rf "$work"
     mkdir -p "$work/tmp"
     sync
-    local before status=ok
-    before=$(blob_gets)
+    local before status=ok agent
+    agent=$(agent_of "$tool")
+    before=$(blob_gets "$agent")
     if ! TMPDIR=$work/tmp XDG_CACHE_HOME=$work/xdg-cache \
         run_tool "$tool" "$name" "$work" >"$work/stdout" 2>"$work/stderr"; then
         status=failed
@@ -158,7 +172,7 @@ measure() {
     fi
     [ -e "$work/gets-before" ] && before=$(cat "$work/gets-before")
     local gets seconds=0 rss=0 cpu=0
-    gets=$(($(blob_gets) - before))
+    gets=$(($(blob_gets "$agent") - before))
     if [ -s "$work/time" ]; then
         # Lines that are not numbers are GNU time's "Command exited with ...".
         read -r seconds rss cpu < <(awk '$1 ~ /^[0-9.]+$/ {s += $1; c += $3 + $4; if ($2 > m) m = $2}
