@@ -377,13 +377,26 @@ impl<'a> Applier<'a> {
         Ok((dir, name))
     }
 
-    /// The parent of `path` with nothing left at `path`.
-    fn empty_slot<'p>(&mut self, path: &'p Path) -> Result<(DirFd, &'p OsStr)> {
+    /// Create a new entry at `path` with `create`, replacing whatever is
+    /// there. Creation is tried first (it is exclusive: nothing is ever
+    /// written through what exists), so the common case of a new path
+    /// costs no removal attempt.
+    fn create_new<'p, T>(
+        &mut self,
+        path: &'p Path,
+        create: impl Fn(&DirFd, &OsStr) -> io::Result<T>,
+    ) -> Result<(DirFd, &'p OsStr, io::Result<T>)> {
         let (dir, name) = self.parent(path)?;
-        self.root
-            .remove(&dir, name)
-            .map_err(io_err(path, "removing the entry it replaces"))?;
-        Ok((dir, name))
+        let created = match create(&dir, name) {
+            Err(e) if errno_is(&e, &[libc::EEXIST]) => {
+                self.root
+                    .remove(&dir, name)
+                    .map_err(io_err(path, "removing the entry it replaces"))?;
+                create(&dir, name)
+            }
+            other => other,
+        };
+        Ok((dir, name, created))
     }
 
     /// When not root, lets a read-only lower directory receive entries,
@@ -453,10 +466,8 @@ impl<'a> Applier<'a> {
         entry: &mut tar::Entry<'_, R>,
         meta: &Meta,
     ) -> Result<()> {
-        let (dir, name) = self.empty_slot(path)?;
-        let mut file = dir
-            .create_file(name, 0o600)
-            .map_err(io_err(path, "creating file"))?;
+        let (_, _, file) = self.create_new(path, |d, n| d.create_file(n, 0o600))?;
+        let mut file = file.map_err(io_err(path, "creating file"))?;
         let mut written = 0;
         loop {
             let n = match entry.read(&mut self.buf) {
@@ -494,9 +505,8 @@ impl<'a> Applier<'a> {
         if target.is_empty() {
             return Err(malformed(path, "symlink with an empty target"));
         }
-        let (dir, name) = self.empty_slot(path)?;
-        dir.symlink(name, target)
-            .map_err(io_err(path, "creating symlink"))?;
+        let (dir, name, created) = self.create_new(path, |d, n| d.symlink(n, target))?;
+        created.map_err(io_err(path, "creating symlink"))?;
         self.name_metadata(&dir, name, path, meta, false)
     }
 
@@ -537,8 +547,8 @@ impl<'a> Applier<'a> {
     }
 
     fn node(&mut self, path: &Path, kind: SFlag, dev: libc::dev_t, meta: &Meta) -> Result<()> {
-        let (dir, name) = self.empty_slot(path)?;
-        match dir.mknod(name, kind, 0o600, dev) {
+        let (dir, name, created) = self.create_new(path, |d, n| d.mknod(n, kind, 0o600, dev))?;
+        match created {
             Ok(()) => {}
             Err(e) if !self.is_root && kind != SFlag::S_IFIFO && errno_is(&e, &[libc::EPERM]) => {
                 tracing::warn!(path = %path.display(), "skipping device node: not root");
