@@ -182,3 +182,25 @@ fn failed_bundle_leaves_nothing() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn read_only_root_and_hostname_reach_the_container() {
+    let registry = Registry::start();
+    registry.push_image("test/busybox", "latest", &busybox_image());
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("ro");
+    bundle(
+        &registry.image_ref("test/busybox", "latest"),
+        &target,
+        &[
+            "--read-only",
+            "--hostname",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/sys/kernel/hostname; touch /x 2>/dev/null && echo rw || echo ro",
+        ],
+    );
+    assert_eq!(runc_run(&target), "box\nro\n");
+}
