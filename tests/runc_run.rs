@@ -204,3 +204,45 @@ fn read_only_root_and_hostname_reach_the_container() {
     );
     assert_eq!(runc_run(&target), "box\nro\n");
 }
+
+#[test]
+fn a_profile_of_ones_own_is_the_base_config() {
+    let registry = Registry::start();
+    registry.push_image("test/busybox", "latest", &busybox_image());
+    let dir = tempfile::tempdir().unwrap();
+    let mut profile: serde_json::Value =
+        serde_json::from_str(occystrap::bundle::convert::DEFAULT_PROFILE).unwrap();
+    profile["hostname"] = "from-profile".into();
+    let profile_path = dir.path().join("profile.json");
+    std::fs::write(&profile_path, profile.to_string()).unwrap();
+    let target = dir.path().join("b");
+    bundle(
+        &registry.image_ref("test/busybox", "latest"),
+        &target,
+        &[
+            "--profile",
+            profile_path.to_str().unwrap(),
+            "--",
+            "cat",
+            "/proc/sys/kernel/hostname",
+        ],
+    );
+    assert_eq!(runc_run(&target), "from-profile\n");
+    // A profile that is not a runtime config is refused, nothing written.
+    std::fs::write(&profile_path, "[1, 2]").unwrap();
+    let bad = dir.path().join("bad");
+    let out = occystrap(&[
+        "bundle",
+        "--profile",
+        profile_path.to_str().unwrap(),
+        &registry.image_ref("test/busybox", "latest"),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!bad.exists());
+}

@@ -184,6 +184,20 @@ pub fn volumes(image: &ImageConfiguration) -> Vec<String> {
     vols
 }
 
+/// Check that `profile` is a runtime config (a JSON object) before any
+/// work is done for a bundle.
+pub fn check_profile(profile: &str) -> Result<(), ConvertError> {
+    match serde_json::from_str::<Value>(profile) {
+        Ok(Value::Object(_)) => Ok(()),
+        Ok(_) => Err(ConvertError::InvalidProfile {
+            reason: "not a JSON object".into(),
+        }),
+        Err(e) => Err(ConvertError::InvalidProfile {
+            reason: e.to_string(),
+        }),
+    }
+}
+
 /// [`ROOTLESS_PROFILE`] with its id mappings pointed at the given host ids,
 /// as `runc spec --rootless` would write it for that user (pass the
 /// caller's effective uid and gid).

@@ -50,6 +50,7 @@ pub async fn create(
     dir: &Path,
     opts: &BundleOptions,
 ) -> Result<()> {
+    convert::check_profile(&opts.profile)?;
     let staged = Staged::dir(dir, opts.replace)?;
     let rootfs = staged.path().join("rootfs");
     std::fs::create_dir(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
