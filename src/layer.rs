@@ -4,8 +4,6 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
-use crate::digest::{Digest, VerifyingReader};
-
 /// A blob or layer failed verification.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IntegrityError {
@@ -126,12 +124,13 @@ impl Compression {
 
 type Decoder = Box<dyn Read + Send + 'static>;
 
-/// The uncompressed tar stream of one layer, verified against its diff_id
-/// when it reaches its end and held to its [`LayerLimits`] as it flows.
-/// Call [`LayerDecoder::finish`] after reading so the checks run even if the
-/// reader stopped early.
+/// The uncompressed tar stream of one layer, held to its [`LayerLimits`]
+/// as it flows. Its diff_id is checked by whoever reads it (the pipeline
+/// does that on the consumer's thread, to share the hashing between
+/// cores). Call [`LayerDecoder::finish`] after reading so the blob's own
+/// checks run even if the reader stopped early.
 pub struct LayerDecoder {
-    inner: VerifyingReader<Limited>,
+    inner: Limited,
     digest: String,
     compression: Compression,
 }
@@ -143,7 +142,6 @@ impl LayerDecoder {
         blob: R,
         media_type: &str,
         digest: &str,
-        diff_id: Digest,
         limits: LayerLimits,
     ) -> io::Result<LayerDecoder> {
         let mut blob = BufReader::with_capacity(256 * 1024, blob);
@@ -164,15 +162,17 @@ impl LayerDecoder {
             entries: limits.max_entries.map(|_| EntryCounter::default()),
         };
         Ok(LayerDecoder {
-            inner: VerifyingReader::new(limited, "layer diff_id", diff_id, None),
+            inner: limited,
             digest: digest.to_string(),
             compression,
         })
     }
 
-    /// Drain what is left and run the final digest and diff_id checks.
+    /// Drain what is left so the blob's digest and size checks run.
     pub fn finish(mut self) -> Result<(), crate::Error> {
-        self.inner.drain().map_err(|e| self.classify(e))
+        io::copy(&mut self.inner, &mut io::sink())
+            .map(drop)
+            .map_err(|e| self.classify(e))
     }
 
     /// Turn an I/O error raised while reading this layer into the most
@@ -445,12 +445,10 @@ mod tests {
     }
 
     fn decode(data: Vec<u8>, limits: LayerLimits) -> Result<(), crate::Error> {
-        let diff_id = Digest::sha256_of(&data);
         let mut d = LayerDecoder::new(
             io::Cursor::new(data),
             "application/vnd.oci.image.layer.v1.tar",
             "sha256:blob",
-            diff_id,
             limits,
         )
         .unwrap();

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use crate::digest::{Digest, Hasher};
 use crate::image::{LayerRef, ResolvedImage};
 use crate::layer::{LayerDecoder, LayerLimits};
 use crate::registry::{BlobReader, Registry};
@@ -30,7 +31,9 @@ enum Msg {
 }
 
 /// A layer's uncompressed tar stream as the consumer sees it. End of stream
-/// is reported only after the decoder has verified the whole layer.
+/// is reported only after the decoder has verified the blob and this
+/// reader the diff_id (hashed here, on the consumer's thread, so that the
+/// two threads share the work).
 pub struct LayerReader {
     rx: Receiver<Msg>,
     chunk: Vec<u8>,
@@ -38,6 +41,8 @@ pub struct LayerReader {
     ended: bool,
     failure: Option<Error>,
     digest: String,
+    diff_id: Digest,
+    hasher: Option<Hasher>,
 }
 
 impl LayerReader {
@@ -78,7 +83,16 @@ impl Read for LayerReader {
                     self.chunk = chunk;
                     self.pos = 0;
                 }
-                Ok(Msg::End) => self.ended = true,
+                Ok(Msg::End) => {
+                    self.ended = true;
+                    if let Some(hasher) = self.hasher.take()
+                        && let Err(e) = hasher.check("layer diff_id", &self.diff_id)
+                    {
+                        let message = e.to_string();
+                        self.failure = Some(Error::Integrity(e));
+                        return Err(io::Error::other(message));
+                    }
+                }
                 Ok(Msg::Failed(e)) => {
                     let message = e.to_string();
                     self.failure = Some(e);
@@ -95,6 +109,9 @@ impl Read for LayerReader {
         let n = buf.len().min(self.chunk.len() - self.pos);
         buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.pos += n;
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -176,6 +193,8 @@ async fn produce(
             ended: false,
             failure: None,
             digest: layer.digest.to_string(),
+            diff_id: layer.diff_id.clone(),
+            hasher: Some(layer.diff_id.hasher()),
         };
         if to_consumer.send((layer.clone(), reader)).is_err() {
             // The consumer gave up; its error is the one to report.
@@ -245,8 +264,7 @@ impl Drop for Prefetch {
 /// channel too: the consumer reports them.
 fn decode(blob: BlobReader, layer: &LayerRef, limits: LayerLimits, tx: &SyncSender<Msg>) {
     let digest = layer.digest.to_string();
-    let diff_id = layer.diff_id.clone();
-    let mut decoder = match LayerDecoder::new(blob, &layer.media_type, &digest, diff_id, limits) {
+    let mut decoder = match LayerDecoder::new(blob, &layer.media_type, &digest, limits) {
         Ok(d) => d,
         Err(e) => {
             let _ = tx.send(Msg::Failed(Error::Registry {
