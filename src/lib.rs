@@ -2,7 +2,7 @@
 //! bundles, `docker load`-able tarballs and inspectable directories.
 //!
 //! The modules follow the data's path:
-//! [`reference`] → [`registry`] → [`image`] → [`layer`] →
+//! [`reference`](mod@reference) → [`registry`] → [`image`] → [`layer`] →
 //! ([`unpack`] into a [`fsroot::RootDir`] → [`bundle`]) | [`export`].
 
 pub mod bundle;

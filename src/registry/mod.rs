@@ -1,7 +1,7 @@
 //! The only code that speaks HTTP. Everything handed out is either verified
 //! already (manifests, configs) or verified as it streams (blobs). Failed
-//! requests are retried as [`retry`] says; blob downloads resume where they
-//! broke off ([`blob`]).
+//! requests are retried as `retry` says; blob downloads resume where they
+//! broke off (`blob`).
 
 pub mod auth;
 mod blob;
