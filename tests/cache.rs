@@ -38,14 +38,45 @@ fn cached_blobs(cache: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn warm_cache_makes_no_blob_requests() {
+/// `image()` in a real registry behind a fault server that counts
+/// requests, and a temporary directory with a cache path in it.
+struct Pulled {
+    /// Kept alive (bound, not `..`) for as long as the test runs.
+    _registry: Registry,
+    pushed: common::push::PushedImage,
+    fake: FakeServer,
+    reference: String,
+    dir: tempfile::TempDir,
+    cache: std::path::PathBuf,
+}
+
+fn pulled_through_fake() -> Pulled {
     let registry = Registry::start();
     let pushed = registry.push_image("test/cached", "v1", &image());
     let fake = FakeServer::in_front_of(&registry);
     let reference = fake.image_ref("test/cached", "v1");
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
+    Pulled {
+        _registry: registry,
+        pushed,
+        fake,
+        reference,
+        dir,
+        cache,
+    }
+}
+
+#[test]
+fn warm_cache_makes_no_blob_requests() {
+    let Pulled {
+        pushed,
+        fake,
+        reference,
+        dir,
+        cache,
+        _registry,
+    } = pulled_through_fake();
     let cold = dir.path().join("cold.tar");
     ok(&occystrap_cached(
         &cache,
@@ -88,12 +119,14 @@ fn warm_cache_makes_no_blob_requests() {
 
 #[test]
 fn damaged_cache_entries_are_fetched_again() {
-    let registry = Registry::start();
-    let pushed = registry.push_image("test/cached", "v1", &image());
-    let fake = FakeServer::in_front_of(&registry);
-    let reference = fake.image_ref("test/cached", "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let Pulled {
+        pushed,
+        fake,
+        reference,
+        dir,
+        cache,
+        _registry,
+    } = pulled_through_fake();
     let first = dir.path().join("first.tar");
     ok(&occystrap_cached(
         &cache,

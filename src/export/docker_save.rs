@@ -12,6 +12,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use serde_json::json;
 
 use crate::image::ResolvedImage;
+use crate::reference::ImageRef;
 
 /// Names of the files in a docker-save image, derived from the image.
 pub struct Layout {
@@ -42,6 +43,12 @@ impl Layout {
             "Layers": self.layers,
         }]);
         to_json(&body)
+    }
+
+    /// The `repositories` file for `reference`; none without a tag.
+    pub fn repositories_for(&self, reference: &ImageRef) -> Option<Vec<u8>> {
+        let tag = reference.tag.as_ref()?;
+        self.repositories_json(&reference.familiar_repository(), tag)
     }
 
     /// The legacy `repositories` file: repository → tag → top layer ID.

@@ -85,9 +85,7 @@ async fn extract_plain(
         &root.join("manifest.json"),
         &layout.manifest_json(repo_tags),
     )?;
-    if let Some(tag) = &image.reference.tag
-        && let Some(repos) = layout.repositories_json(&image.reference.familiar_repository(), tag)
-    {
+    if let Some(repos) = layout.repositories_for(&image.reference) {
         write_new(&root.join("repositories"), &repos)?;
     }
     if opts.expand {

@@ -54,9 +54,7 @@ pub async fn docker_tarball(
     writer
         .add_file("manifest.json", &layout.manifest_json(repo_tags))
         .map_err(&io_err)?;
-    if let Some(tag) = &image.reference.tag
-        && let Some(repos) = layout.repositories_json(&image.reference.familiar_repository(), tag)
-    {
+    if let Some(repos) = layout.repositories_for(&image.reference) {
         writer.add_file("repositories", &repos).map_err(&io_err)?;
     }
     let file = writer.finish().map_err(&io_err)?;

@@ -144,11 +144,7 @@ pub struct Seen {
 impl Seen {
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        super::http::header(&self.headers, name)
     }
 }
 
