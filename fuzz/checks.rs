@@ -47,7 +47,7 @@ pub fn manifest(data: &[u8]) {
     };
     let md = Digest::sha256_of(manifest);
     let cd = Digest::sha256_of(config);
-    let _ = occystrap::registry::manifest_media_type(manifest, &md);
+    let _ = occystrap::registry::manifest_media_type(manifest, &md.to_string());
     let _ = occystrap::image::config_of(manifest, &md);
     if let Ok((_, layers)) = occystrap::image::describe(manifest, &md, config, &cd) {
         for layer in layers {

@@ -184,6 +184,112 @@ fn server_errors_and_rate_limits_are_retried() {
     assert_eq!(gets(&fake, MANIFEST_PATH).len(), 2 * 2);
 }
 
+/// `at` as an HTTP date (IMF-fixdate), the other form of `Retry-After`.
+fn http_date(at: std::time::SystemTime) -> String {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let out = std::process::Command::new("date")
+        .env("LC_ALL", "C")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{secs}"),
+            "+%a, %d %b %Y %H:%M:%S GMT",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Time from the first request for `path` to the second.
+fn wait_between(fake: &FakeServer, path: &str) -> Duration {
+    let seen = gets(fake, path);
+    assert_eq!(seen.len(), 2, "{path}: one refusal, one retry");
+    seen[1].at - seen[0].at
+}
+
+#[test]
+fn retry_after_is_honoured_in_seconds_and_as_a_date() {
+    let (_registry, pushed, fake) = setup();
+    let reference = fake.image_ref("test/app", "v1");
+    let config = blob_path(&pushed.config_digest);
+    let big = blob_path(&pushed.layer_digests[0]);
+    fake.on(
+        "GET",
+        &config,
+        vec![
+            Canned::new(429, "slow down").header("Retry-After", "2"),
+            Canned::forward(),
+        ],
+    );
+    let t0 = Instant::now();
+    let soon = std::time::SystemTime::now() + Duration::from_secs(5);
+    fake.on(
+        "GET",
+        &big,
+        vec![
+            Canned::new(503, "back soon").header("Retry-After", &http_date(soon)),
+            Canned::forward(),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.tar");
+    // Our own backoff would retry after 10 ms: the registry's wish wins.
+    ok(&export(&reference, &out, &["--retry-delay", "10"]));
+    assert_export(&out, &pushed);
+    let config_wait = wait_between(&fake, &config);
+    assert!(
+        config_wait >= Duration::from_millis(1900),
+        "{config_wait:?}"
+    );
+    // Not retried before the date (which has whole seconds: 4 s at least).
+    wait_between(&fake, &big);
+    let retried = gets(&fake, &big)[1].at - t0;
+    assert!(retried >= Duration::from_secs(4), "{retried:?}");
+}
+
+#[test]
+fn a_refused_token_is_renewed_once() {
+    let (_registry, pushed, fake) = setup();
+    let reference = fake.image_ref("test/app", "v1");
+    let config = blob_path(&pushed.config_digest);
+    let big = blob_path(&pushed.layer_digests[0]);
+    let expired = r#"{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}"#;
+    fake.on(
+        "GET",
+        &config,
+        vec![Canned::new(401, expired), Canned::forward()],
+    );
+    fake.on("GET", &big, vec![Canned::new(401, expired)]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.tar");
+    // The config's 401 is followed by a new negotiation and a retry; the
+    // layer's second 401 is final.
+    fails_with(&export(&reference, &out, &[]), 3, "token expired");
+    assert_empty(dir.path());
+    assert_eq!(gets(&fake, &config).len(), 2);
+    assert_eq!(gets(&fake, &big).len(), 2);
+    assert_eq!(
+        gets(&fake, "/v2/").len(),
+        3,
+        "negotiated at first use and after each 401"
+    );
+}
+
+#[test]
+fn a_retry_after_beyond_reason_fails_at_once() {
+    let (_registry, _pushed, fake) = setup();
+    let reference = fake.image_ref("test/app", "v1");
+    fake.on(
+        "GET",
+        MANIFEST_PATH,
+        vec![Canned::new(429, "come back tomorrow").header("Retry-After", "86400")],
+    );
+    let started = Instant::now();
+    both_fail(&reference, &[], 5, "retry after 86400 s", || {});
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(gets(&fake, MANIFEST_PATH).len(), 2, "not retried");
+}
+
 #[test]
 fn persistent_server_errors_give_up_after_the_retries() {
     let (_registry, pushed, fake) = setup();
@@ -585,6 +691,33 @@ fn oversized_manifests_are_refused() {
         vec![Canned::new(200, huge).header("Content-Type", &pushed.manifest_media_type)],
     );
     both_fail(&reference, &[], 4, "limit", || {});
+}
+
+#[test]
+fn an_endless_manifest_is_cut_off_at_the_limit() {
+    let (_registry, pushed, fake) = setup();
+    let reference = fake.image_ref("test/app", "v1");
+    // No length announced, and the body never ends: only a cap applied
+    // while reading stops this before the timeout.
+    let mut endless = br#"{"schemaVersion":2,"layers":[],"pad":""#.to_vec();
+    endless.extend(vec![b'x'; 5 << 20]);
+    fake.on(
+        "GET",
+        MANIFEST_PATH,
+        vec![
+            Canned::new(200, endless)
+                .header("Content-Type", &pushed.manifest_media_type)
+                .unannounced()
+                .stall_after((4 << 20) + 100, Duration::from_secs(60)),
+        ],
+    );
+    let started = Instant::now();
+    both_fail(&reference, &["--timeout", "50"], 4, "limit", || {});
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -6,26 +6,22 @@
 //! byte exactly once, in order.
 
 use std::io::{self, Read};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use oci_client::client::BlobResponse;
-use oci_client::errors::OciDistributionError;
+use futures_util::TryStreamExt;
+use reqwest::StatusCode;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::retry::{self, Failure, RetryPolicy, Verdict};
+use super::retry::{self, RetryPolicy, Verdict};
+use super::transport::{self, Failure, Transport};
 
 /// A response body as a blocking reader.
 pub type Body = Box<dyn Read + Send>;
 
 /// Where a blob comes from, enough to ask for it again.
 pub struct BlobSource {
-    /// The registry client (shares its connection pool and tokens).
-    pub client: oci_client::Client,
-    /// The blob's repository.
-    pub oci_ref: oci_client::Reference,
+    /// The repository's connection (shares its pool and token).
+    pub transport: Arc<Transport>,
     /// `sha256:...`.
     pub digest: String,
     /// The size the descriptor announces.
@@ -40,27 +36,24 @@ impl BlobSource {
     /// One request for the blob from `offset` on (no timeout: the caller
     /// sets one). Returns the body and how many of its leading bytes to
     /// skip (when the registry ignored the Range and sent everything).
-    pub async fn request(&self, offset: u64) -> Result<(Body, u64), OciDistributionError> {
-        let layer = self.digest.as_str();
-        if offset == 0 {
-            let stream = self.client.pull_blob_stream(&self.oci_ref, layer).await?;
-            return Ok((body(stream.stream), 0));
-        }
-        let partial = self
-            .client
-            .pull_blob_stream_partial(&self.oci_ref, layer, offset, None)
-            .await?;
-        Ok(match partial {
-            BlobResponse::Partial(stream) => (body(stream.stream), 0),
-            BlobResponse::Full(stream) => (body(stream.stream), offset),
-        })
+    pub async fn request(&self, offset: u64) -> Result<(Body, u64), Failure> {
+        let path = format!("blobs/{}", self.digest);
+        let response = self.transport.get(&path, None, offset).await?;
+        let skip = match response.status() {
+            StatusCode::PARTIAL_CONTENT => match transport::range_start(response.headers()) {
+                Some(start) if start == offset => 0,
+                other => {
+                    return Err(Failure::Protocol(format!(
+                        "asked for bytes from {offset} on, got a range starting at {}",
+                        other.map_or("(unknown)".to_string(), |s| s.to_string())
+                    )));
+                }
+            },
+            _ => offset,
+        };
+        let stream = response.bytes_stream().map_err(io::Error::other);
+        Ok((Box::new(SyncIoBridge::new(StreamReader::new(stream))), skip))
     }
-}
-
-fn body(stream: futures_util::stream::BoxStream<'static, io::Result<Bytes>>) -> Body {
-    Box::new(SyncIoBridge::new(StreamReader::new(OwnVerification(
-        stream,
-    ))))
 }
 
 /// The blob's bytes, in order, however many requests it takes. Read it
@@ -94,9 +87,9 @@ impl ResumingReader {
     /// Count a failure; wait before the next try, or give up with `err`.
     fn after_failure(&mut self, err: io::Error, verdict: Verdict) -> io::Result<()> {
         self.body = None;
-        let Verdict::Retry { rate_limited } = verdict else {
+        if verdict == Verdict::Fail {
             return Err(err);
-        };
+        }
         let policy = self.source.policy;
         if self.failures >= policy.retries {
             return Err(io::Error::other(format!(
@@ -105,7 +98,7 @@ impl ResumingReader {
             )));
         }
         self.failures += 1;
-        let delay = policy.delay(self.failures, rate_limited);
+        let delay = policy.delay(self.failures, verdict);
         tracing::warn!(
             "blob {}: {err} after {} of {} bytes; retry {}/{} in {:.1} s",
             self.source.digest,
@@ -134,13 +127,7 @@ impl ResumingReader {
             }
             Err(failure) => {
                 let verdict = failure.verdict();
-                let message = match &failure {
-                    Failure::Oci(OciDistributionError::ServerError { code, message, .. }) => {
-                        format!("HTTP {code}: {message}")
-                    }
-                    other => other.to_string(),
-                };
-                self.after_failure(io::Error::other(message), verdict)
+                self.after_failure(io::Error::other(failure.to_string()), verdict)
             }
         }
     }
@@ -176,6 +163,7 @@ impl Read for ResumingReader {
                     let short = io::Error::other("the body ended early");
                     let transient = Verdict::Retry {
                         rate_limited: false,
+                        after: None,
                     };
                     if self.failures >= self.source.policy.retries {
                         self.body = None;
@@ -203,31 +191,11 @@ impl Read for ResumingReader {
                 Err(e) => {
                     let transient = Verdict::Retry {
                         rate_limited: false,
+                        after: None,
                     };
                     self.after_failure(e, transient)?;
                 }
             }
-        }
-    }
-}
-
-/// oci-client checks the digest itself and reports a mismatch as an error
-/// in place of the end of stream; we end the stream there instead, so our
-/// own check (against the descriptor, with sizes) gives the precise error.
-struct OwnVerification(futures_util::stream::BoxStream<'static, io::Result<Bytes>>);
-
-impl Stream for OwnVerification {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.0.poll_next_unpin(cx) {
-            Poll::Ready(Some(Err(e)))
-                if e.get_ref()
-                    .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()) =>
-            {
-                Poll::Ready(None)
-            }
-            other => other,
         }
     }
 }

@@ -1,11 +1,12 @@
-//! The only code that speaks HTTP. Everything handed out is either verified
-//! already (manifests, configs) or verified as it streams (blobs). Failed
-//! requests are retried as `retry` says; blob downloads resume where they
-//! broke off (`blob`).
+//! The only code that speaks HTTP (`transport`). Everything handed out is
+//! either verified already (manifests, configs) or verified as it streams
+//! (blobs). Failed requests are retried as `retry` says; blob downloads
+//! resume where they broke off (`blob`).
 
 pub mod auth;
 mod blob;
 mod retry;
+mod transport;
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -13,9 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
 
 use crate::cache::{BlobCache, CacheWriter};
 use crate::digest::{Digest, VerifyingReader};
@@ -25,6 +23,7 @@ use crate::{Error, Result};
 
 use blob::{BlobSource, ResumingReader};
 use retry::{Failure, RetryPolicy};
+use transport::Transport;
 
 /// Media types of manifests we understand, in order of preference.
 pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
@@ -121,10 +120,8 @@ pub const DEFAULT_JOBS: usize = 4;
 /// connection pool and tokens.
 #[derive(Clone)]
 pub struct Registry {
-    client: oci_client::Client,
-    auth: RegistryAuth,
+    transport: Arc<Transport>,
     image: ImageRef,
-    oci_ref: oci_client::Reference,
     policy: RetryPolicy,
     layer_limits: LayerLimits,
     cache: Option<BlobCache>,
@@ -134,28 +131,18 @@ pub struct Registry {
 impl Registry {
     /// Prepare a client for `image`'s repository (no request is made yet).
     pub fn connect(image: &ImageRef, opts: &RegistryOptions) -> Result<Registry> {
-        let oci_ref = image.to_oci();
-        let protocol = if opts.insecure {
-            ClientProtocol::Http
-        } else if image.is_loopback_registry() {
-            ClientProtocol::HttpsExcept(vec![oci_ref.resolve_registry().to_string()])
-        } else {
-            ClientProtocol::Https
-        };
-        let config = ClientConfig {
-            protocol,
-            platform_resolver: None,
-            user_agent: concat!("occystrap/", env!("CARGO_PKG_VERSION")),
-            connect_timeout: Some(opts.timeout),
-            read_timeout: Some(opts.timeout),
-            ..ClientConfig::default()
-        };
         let auth = auth::credentials_for(&image.registry, opts.credentials.clone())?;
+        let plain_http = opts.insecure || image.is_loopback_registry();
+        let transport =
+            Transport::new(image.to_oci(), auth, plain_http, opts.timeout).map_err(|e| {
+                Error::Registry {
+                    reference: image.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
         Ok(Registry {
-            client: oci_client::Client::new(config),
-            auth,
+            transport: Arc::new(transport),
             image: image.clone(),
-            oci_ref,
             policy: opts.retry_policy(),
             layer_limits: opts.layer_limits,
             cache: opts.cache.clone(),
@@ -207,27 +194,21 @@ impl Registry {
     /// Fetch a manifest or index by tag or digest, checking it against the
     /// digest when there is one.
     pub async fn manifest(&self, reference: &str) -> Result<RawManifest> {
-        let target = self.reference_for(reference);
         let what = format!("manifest {}", self.describe(reference));
-        let (bytes, _) = retry::with_retries(&self.policy, &what, || {
-            self.client
-                .pull_manifest_raw(&target, &self.auth, MANIFEST_MEDIA_TYPES)
+        let path = format!("manifests/{reference}");
+        let accept = MANIFEST_MEDIA_TYPES.join(", ");
+        let bytes = retry::with_retries(&self.policy, &what, || async {
+            let response = self.transport.get(&path, Some(&accept), 0).await?;
+            transport::read_capped(response, MANIFEST_LIMIT).await
         })
         .await
-        .map_err(|e| self.map_failure(e, reference))?;
-        if bytes.len() as u64 > MANIFEST_LIMIT {
-            return Err(IntegrityError::TooLarge {
-                what: "manifest",
-                digest: reference.to_string(),
-                limit: MANIFEST_LIMIT,
-            }
-            .into());
-        }
+        .map_err(|e| self.map_failure(e, "manifest", reference))?;
         let digest = Digest::sha256_of(&bytes);
         if reference.contains(':') {
             Digest::parse(reference)?.verify("manifest", &bytes)?;
         }
-        let media_type = manifest_media_type(&bytes, &digest)?;
+        let media_type =
+            manifest_media_type(&bytes, &format!("{} ({digest})", self.describe(reference)))?;
         Ok(RawManifest {
             bytes,
             digest,
@@ -281,8 +262,7 @@ impl Registry {
             });
         }
         let source = BlobSource {
-            client: self.client.clone(),
-            oci_ref: self.oci_ref.clone(),
+            transport: self.transport.clone(),
             digest: digest.to_string(),
             size,
             policy: self.policy,
@@ -292,7 +272,7 @@ impl Registry {
             source.request(0)
         })
         .await
-        .map_err(|e| self.map_failure(e, &source.digest))?;
+        .map_err(|e| self.map_failure(e, what, &source.digest))?;
         let reader: Box<dyn Read + Send> = Box::new(ResumingReader::new(source, body));
         Ok(BlobReader {
             inner: VerifyingReader::new(reader, what, digest.clone(), Some(size)),
@@ -301,28 +281,29 @@ impl Registry {
         })
     }
 
-    fn reference_for(&self, reference: &str) -> oci_client::Reference {
-        let (registry, repo) = (self.oci_ref.registry(), self.oci_ref.repository());
-        if reference.contains(':') {
-            oci_client::Reference::with_digest(registry.into(), repo.into(), reference.into())
-        } else {
-            oci_client::Reference::with_tag(registry.into(), repo.into(), reference.into())
-        }
-    }
-
     /// `repo:tag` or `repo@sha256:...`, for messages.
     fn describe(&self, what: &str) -> String {
         format!("{}:{}", self.image.familiar_repository(), what).replace(":sha256:", "@sha256:")
     }
 
-    fn map_failure(&self, failure: Failure, what: &str) -> Error {
-        let reference = self.describe(what);
-        match failure {
-            Failure::Oci(e) => map_oci_error(e, reference),
-            Failure::Timeout(_) => Error::Registry {
-                reference,
-                message: failure.to_string(),
-            },
+    /// Our error for a request for `what` (`reference` in the repository)
+    /// that failed for good, classed by what the user can do about it.
+    fn map_failure(&self, failure: Failure, what: &'static str, reference: &str) -> Error {
+        let message = failure.to_string();
+        let reference = self.describe(reference);
+        if let Failure::TooLarge(limit) = failure {
+            IntegrityError::TooLarge {
+                what,
+                digest: reference,
+                limit,
+            }
+            .into()
+        } else if failure.is_not_found() {
+            Error::NotFound { reference, message }
+        } else if failure.is_denied() {
+            Error::Auth { reference, message }
+        } else {
+            Error::Registry { reference, message }
         }
     }
 }
@@ -390,8 +371,9 @@ pub struct TransportError {
     pub message: String,
 }
 
-/// Work out what a manifest body is. Docker schema1 and unknown types are refused.
-pub fn manifest_media_type(bytes: &[u8], digest: &Digest) -> Result<String> {
+/// Work out what a manifest body is. Docker schema1 and unknown types are
+/// refused; errors name the manifest as `name`.
+pub fn manifest_media_type(bytes: &[u8], name: &str) -> Result<String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {
@@ -402,11 +384,11 @@ pub fn manifest_media_type(bytes: &[u8], digest: &Digest) -> Result<String> {
     }
     let probe: Probe = serde_json::from_slice(bytes).map_err(|e| Error::Malformed {
         what: "manifest".into(),
-        digest: digest.to_string(),
+        digest: name.to_string(),
         reason: e.to_string(),
     })?;
     let unsupported = |media_type: &str, reason: &str| Error::UnsupportedManifest {
-        reference: digest.to_string(),
+        reference: name.to_string(),
         media_type: media_type.to_string(),
         reason: reason.to_string(),
     };
@@ -425,75 +407,12 @@ pub fn manifest_media_type(bytes: &[u8], digest: &Digest) -> Result<String> {
     }
 }
 
-/// Map oci-client's errors onto ours, by what the user can do about them.
-fn map_oci_error(err: OciDistributionError, reference: String) -> Error {
-    use OciDistributionError as E;
-    let message = err.to_string();
-    match &err {
-        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
-            Error::Auth { reference, message }
-        }
-        E::ImageManifestNotFoundError(_) => Error::NotFound { reference, message },
-        E::RegistryError { envelope, .. } => {
-            use oci_client::errors::OciErrorCode as C;
-            let text = envelope
-                .errors
-                .iter()
-                .map(|e| format!("{} ({:?})", e.message, e.code))
-                .collect::<Vec<_>>()
-                .join("; ");
-            let any = |f: fn(&C) -> bool| envelope.errors.iter().any(|e| f(&e.code));
-            if any(|c| {
-                matches!(
-                    c,
-                    C::BlobUnknown | C::ManifestUnknown | C::NameUnknown | C::NotFound
-                )
-            }) {
-                Error::NotFound {
-                    reference,
-                    message: text,
-                }
-            } else if any(|c| matches!(c, C::Unauthorized | C::Denied)) {
-                Error::Auth {
-                    reference,
-                    message: text,
-                }
-            } else {
-                Error::Registry {
-                    reference,
-                    message: text,
-                }
-            }
-        }
-        E::ServerError { code, message, .. } => match code {
-            404 => Error::NotFound {
-                reference,
-                message: message.clone(),
-            },
-            401 | 403 => Error::Auth {
-                reference,
-                message: message.clone(),
-            },
-            _ => Error::Registry {
-                reference,
-                message: format!("HTTP {code}: {message}"),
-            },
-        },
-        E::DigestError(_) => Error::Integrity(IntegrityError::DigestMismatch {
-            what: "manifest",
-            expected: reference,
-            actual: message,
-        }),
-        _ => Error::Registry { reference, message },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn kind(body: &str) -> Result<String> {
-        manifest_media_type(body.as_bytes(), &Digest::sha256_of(body.as_bytes()))
+        manifest_media_type(body.as_bytes(), "test")
     }
 
     #[test]

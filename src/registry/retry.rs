@@ -9,10 +9,13 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+pub use super::transport::Failure;
 
 /// No single wait between retries is longer than this.
 pub const MAX_DELAY: Duration = Duration::from_secs(30);
+/// A registry that asks (`Retry-After`) for a longer wait than this is
+/// not retried: failing says more than hanging silently for an hour.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// How hard to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +34,25 @@ impl RetryPolicy {
     /// `base_delay × 2^(attempt-1)`, doubled again when the registry asked us
     /// to slow down, capped at [`MAX_DELAY`], then jittered down by up to a
     /// half so that clients failing together do not retry together.
-    pub fn delay(&self, attempt: u32, rate_limited: bool) -> Duration {
+    pub fn backoff(&self, attempt: u32, rate_limited: bool) -> Duration {
         let exponent = attempt.saturating_sub(1) + u32::from(rate_limited);
         let factor = 2u32.saturating_pow(exponent.min(20));
         let full = self.base_delay.saturating_mul(factor).min(MAX_DELAY);
         full.mul_f64(0.5 + jitter() / 2.0)
+    }
+
+    /// The wait before retry number `attempt` after a failure judged
+    /// `Retry`: the backoff, but never less than the registry asked for.
+    pub fn delay(&self, attempt: u32, verdict: Verdict) -> Duration {
+        match verdict {
+            Verdict::Retry {
+                rate_limited,
+                after,
+            } => self
+                .backoff(attempt, rate_limited)
+                .max(after.unwrap_or_default()),
+            Verdict::Fail => Duration::ZERO,
+        }
     }
 }
 
@@ -50,78 +67,25 @@ fn jitter() -> f64 {
 /// Whether a failed request is worth repeating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// A transient failure; `rate_limited` when the registry said 429.
+    /// A transient failure.
     Retry {
-        /// The registry asked us to slow down.
+        /// The registry asked us to slow down (429).
         rate_limited: bool,
+        /// The registry asked us to wait this long (`Retry-After`).
+        after: Option<Duration>,
     },
     /// Asking again would get the same answer.
     Fail,
 }
 
-/// Judge an error from oci-client.
-pub fn verdict(err: &OciDistributionError) -> Verdict {
-    use OciDistributionError as E;
-    let retry = Verdict::Retry {
-        rate_limited: false,
-    };
-    match err {
-        E::RequestError(e) if e.is_builder() || e.is_redirect() => Verdict::Fail,
-        E::RequestError(_) | E::IoError(_) => retry,
-        E::ServerError { code: 429, .. } => Verdict::Retry { rate_limited: true },
-        E::ServerError { code, .. } if *code == 408 || *code >= 500 => retry,
-        E::RegistryError { envelope, .. }
-            if envelope
-                .errors
-                .iter()
-                .any(|e| e.code == OciErrorCode::Toomanyrequests) =>
-        {
-            Verdict::Retry { rate_limited: true }
-        }
-        _ => Verdict::Fail,
-    }
-}
-
-/// Why a request finally failed.
-#[derive(Debug)]
-pub enum Failure {
-    /// The registry (or the connection to it) failed.
-    Oci(OciDistributionError),
-    /// No answer within the policy's timeout.
-    Timeout(Duration),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Oci(e) => write!(f, "{e}"),
-            Failure::Timeout(t) => write!(f, "no answer within {} s", t.as_secs_f64()),
-        }
-    }
-}
-
-impl Failure {
-    /// Whether to try again.
-    pub fn verdict(&self) -> Verdict {
-        match self {
-            Failure::Oci(e) => verdict(e),
-            Failure::Timeout(_) => Verdict::Retry {
-                rate_limited: false,
-            },
-        }
-    }
-}
-
 /// One attempt at `op`, bounded by the policy's timeout.
 pub async fn attempt<T, Fut>(policy: &RetryPolicy, op: Fut) -> Result<T, Failure>
 where
-    Fut: Future<Output = Result<T, OciDistributionError>>,
+    Fut: Future<Output = Result<T, Failure>>,
 {
-    match tokio::time::timeout(policy.timeout, op).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(Failure::Oci(e)),
-        Err(_) => Err(Failure::Timeout(policy.timeout)),
-    }
+    tokio::time::timeout(policy.timeout, op)
+        .await
+        .unwrap_or(Err(Failure::Timeout(policy.timeout)))
 }
 
 /// Run `op` until it succeeds, fails for good, or the retries run out.
@@ -133,7 +97,7 @@ pub async fn with_retries<T, F, Fut>(
 ) -> Result<T, Failure>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, OciDistributionError>>,
+    Fut: Future<Output = Result<T, Failure>>,
 {
     let mut retry = 0;
     loop {
@@ -141,14 +105,12 @@ where
             Ok(value) => return Ok(value),
             Err(failure) => failure,
         };
-        let Verdict::Retry { rate_limited } = failure.verdict() else {
-            return Err(failure);
-        };
-        if retry >= policy.retries {
+        let verdict = failure.verdict();
+        if verdict == Verdict::Fail || retry >= policy.retries {
             return Err(failure);
         }
         retry += 1;
-        let delay = policy.delay(retry, rate_limited);
+        let delay = policy.delay(retry, verdict);
         tracing::warn!(
             "{what}: {failure}; retry {retry}/{} in {:.1} s",
             policy.retries,
@@ -174,50 +136,36 @@ mod tests {
     fn delays_double_with_jitter_and_a_cap() {
         let p = policy();
         for _ in 0..50 {
-            let first = p.delay(1, false);
+            let first = p.backoff(1, false);
             assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-            let third = p.delay(3, false);
+            let third = p.backoff(3, false);
             assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
-            let limited = p.delay(1, true);
+            let limited = p.backoff(1, true);
             assert!(limited >= Duration::from_millis(100) && limited <= Duration::from_millis(200));
-            assert!(p.delay(40, true) <= MAX_DELAY);
+            assert!(p.backoff(40, true) <= MAX_DELAY);
         }
-        let spread: std::collections::HashSet<_> = (0..20).map(|_| p.delay(2, false)).collect();
+        let spread: std::collections::HashSet<_> = (0..20).map(|_| p.backoff(2, false)).collect();
         assert!(spread.len() > 1, "jitter varies");
     }
 
-    fn server(code: u16) -> OciDistributionError {
-        OciDistributionError::ServerError {
-            code,
-            url: "http://r/v2/x".into(),
-            message: "m".into(),
-        }
+    #[test]
+    fn retry_after_is_a_minimum() {
+        let p = policy();
+        let asked = |after| Verdict::Retry {
+            rate_limited: true,
+            after: Some(Duration::from_secs(after)),
+        };
+        assert_eq!(p.delay(1, asked(7)), Duration::from_secs(7));
+        assert!(p.delay(1, asked(0)) >= Duration::from_millis(100));
     }
 
-    #[test]
-    fn verdicts() {
-        let retry = Verdict::Retry {
-            rate_limited: false,
-        };
-        assert_eq!(verdict(&server(500)), retry);
-        assert_eq!(verdict(&server(503)), retry);
-        assert_eq!(verdict(&server(408)), retry);
-        assert_eq!(verdict(&server(429)), Verdict::Retry { rate_limited: true });
-        assert_eq!(verdict(&server(404)), Verdict::Fail);
-        assert_eq!(verdict(&server(400)), Verdict::Fail);
-        let unauthorized = OciDistributionError::UnauthorizedError { url: "u".into() };
-        assert_eq!(verdict(&unauthorized), Verdict::Fail);
-        let io = OciDistributionError::IoError(std::io::Error::other("reset"));
-        assert_eq!(verdict(&io), retry);
-        let envelope: oci_client::errors::OciEnvelope = serde_json::from_str(
-            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
-        )
-        .unwrap();
-        let limited = OciDistributionError::RegistryError {
-            envelope,
-            url: "u".into(),
-        };
-        assert_eq!(verdict(&limited), Verdict::Retry { rate_limited: true });
+    fn server(code: u16) -> Failure {
+        Failure::Status {
+            code,
+            message: "m".into(),
+            codes: Vec::new(),
+            retry_after: None,
+        }
     }
 
     #[tokio::test]

@@ -31,6 +31,8 @@ pub struct Canned {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     content_length: Option<usize>,
+    /// Send no `Content-Length`: the body ends when the connection closes.
+    unannounced: bool,
     forward: bool,
     /// Forward without the client's `Range` header.
     whole: bool,
@@ -61,6 +63,7 @@ impl Canned {
             headers: Vec::new(),
             body: body.into(),
             content_length: None,
+            unannounced: false,
             forward: false,
             whole: false,
             fault: None,
@@ -121,6 +124,12 @@ impl Canned {
         self
     }
 
+    /// Announces no length: the body runs until the connection closes.
+    pub fn unannounced(mut self) -> Canned {
+        self.unannounced = true;
+        self
+    }
+
     /// Announces `Content-Length: n` whatever the body's size, and sends at
     /// most `n` body bytes before closing: `body.len() + 100` makes a body
     /// cut short.
@@ -139,6 +148,8 @@ pub struct Seen {
     pub path: String,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -517,6 +528,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Inc
         method,
         path,
         headers,
+        at: std::time::Instant::now(),
     };
     let length = seen
         .header("content-length")
@@ -583,9 +595,10 @@ fn write_response(mut stream: TcpStream, method: &str, answer: &Canned) -> std::
     for (name, value) in &answer.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!(
-        "Content-Length: {length}\r\nConnection: close\r\n\r\n"
-    ));
+    if !answer.unannounced {
+        head.push_str(&format!("Content-Length: {length}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
     stream.write_all(head.as_bytes())?;
     if method != "HEAD" {
         let end = length.min(body.len());
