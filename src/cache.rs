@@ -6,7 +6,7 @@
 //! fails a pull: when it cannot be written, occystrap goes on without it.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -67,11 +67,16 @@ impl BlobCache {
     }
 
     /// A cached copy of the blob, verified (size and digest) before it is
-    /// returned; a damaged copy is removed. `None` when there is none.
+    /// returned, open at its start; a damaged copy is removed. `None` when
+    /// there is none. The handle is the one that was verified, and
+    /// published entries are never written again, so its bytes need no
+    /// second check.
     pub fn get(&self, digest: &Digest, size: u64) -> Option<File> {
         let path = self.entry(digest);
         let mut file = File::open(&path).ok()?;
-        if !matches!(file.metadata(), Ok(m) if m.len() == size) || !hash_matches(&mut file, digest)
+        if !matches!(file.metadata(), Ok(m) if m.len() == size)
+            || !hash_matches(&mut file, digest)
+            || file.rewind().is_err()
         {
             tracing::warn!("cached {digest} is damaged: removing it and fetching it again");
             let _ = fs::remove_file(&path);
@@ -79,7 +84,7 @@ impl BlobCache {
         }
         // Its mtime records the last use, for pruning.
         let _ = file.set_modified(SystemTime::now());
-        File::open(&path).ok()
+        Some(file)
     }
 
     /// A writer that publishes the blob when committed; `None` (with a
@@ -95,7 +100,13 @@ impl BlobCache {
         let created = target
             .parent()
             .map_or(Ok(()), fs::create_dir_all)
-            .and_then(|()| File::create_new(&tmp));
+            .and_then(|()| {
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+            });
         match created {
             Ok(file) => Some(CacheWriter {
                 file: Some(BufWriter::with_capacity(256 * 1024, file)),
@@ -191,18 +202,21 @@ impl CacheWriter {
         }
     }
 
-    /// Publish the blob; call only once it verified.
-    pub fn commit(mut self) {
-        let Some(file) = self.file.take() else {
-            return;
-        };
+    /// Publish the blob; call only once it verified. Returns the published
+    /// copy open at its start (`None` if caching failed).
+    pub fn commit(mut self) -> Option<File> {
+        let file = self.file.take()?;
         let published = file
             .into_inner()
             .map_err(io::IntoInnerError::into_error)
-            .and_then(|_| fs::rename(&self.tmp, &self.target));
-        if let Err(e) = published {
-            tracing::warn!("not caching {}: {e}", self.target.display());
-        }
+            .and_then(|mut file| {
+                fs::rename(&self.tmp, &self.target)?;
+                file.rewind()?;
+                Ok(file)
+            });
+        published
+            .inspect_err(|e| tracing::warn!("not caching {}: {e}", self.target.display()))
+            .ok()
     }
 }
 
@@ -221,7 +235,13 @@ mod tests {
         let digest = Digest::sha256_of(bytes);
         let mut w = cache.writer(&digest).unwrap();
         w.write(bytes);
-        w.commit();
+        let mut published = String::new();
+        w.commit().unwrap().read_to_string(&mut published).unwrap();
+        assert_eq!(
+            published.as_bytes(),
+            bytes,
+            "commit hands back the copy, from its start"
+        );
         digest
     }
 

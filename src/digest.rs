@@ -144,6 +144,15 @@ impl<R: Read> VerifyingReader<R> {
         }
     }
 
+    /// Bytes already verified against `expected` (a checked cache entry):
+    /// only their size is checked again, so the digest is not computed twice.
+    pub fn verified(inner: R, what: &'static str, expected: Digest, size: u64) -> Self {
+        VerifyingReader {
+            hasher: None,
+            ..VerifyingReader::new(inner, what, expected, Some(size))
+        }
+    }
+
     /// Read to the end (discarding) so the check runs even if the consumer
     /// stopped early, e.g. at a tar end-of-archive marker.
     pub fn drain(&mut self) -> io::Result<()> {

@@ -7,6 +7,7 @@
 //! both cores are busy, and the decoder moves on to the next layer while the
 //! consumer finishes the previous one.
 
+use std::fs::File;
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,16 +176,21 @@ async fn produce(
         if crate::is_cancelled() {
             return Err(Error::Cancelled);
         }
-        prefetch.wait_for(i).await;
+        let prefetched = prefetch.wait_for(i).await;
         tracing::info!(
             "layer {}/{count} {} ({})",
             i + 1,
             layer.digest,
             human_size(layer.size)
         );
-        let blob = registry
-            .open_blob("layer", &layer.digest, layer.size)
-            .await?;
+        let blob = match prefetched {
+            Some(file) => registry.cached_blob("layer", &layer.digest, layer.size, file),
+            None => {
+                registry
+                    .open_blob("layer", &layer.digest, layer.size)
+                    .await?
+            }
+        };
         let (tx, rx) = sync_channel(DEPTH);
         let reader = LayerReader {
             rx,
@@ -209,19 +215,19 @@ async fn produce(
     Ok(())
 }
 
-/// With a cache, later layers are downloaded into it (lowest first, at most
-/// `jobs` at once counting the layer being streamed) while earlier ones
-/// are applied; the layer loop then reads them from the cache. Dropping
-/// this stops downloads nobody will use.
+/// With a cache, later layers are downloaded into it, or their cached
+/// copies verified (lowest first, at most `jobs` at once counting the layer
+/// being streamed), while earlier ones are applied; the layer loop then
+/// reads the verified copies. Dropping this stops downloads nobody will use.
 struct Prefetch {
-    tasks: Vec<Option<tokio::task::JoinHandle<()>>>,
+    tasks: Vec<Option<tokio::task::JoinHandle<Option<File>>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Prefetch {
     fn start(registry: &Registry, image: &ResolvedImage) -> Prefetch {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks: Vec<Option<tokio::task::JoinHandle<()>>> = vec![None];
+        let mut tasks: Vec<Option<tokio::task::JoinHandle<Option<File>>>> = vec![None];
         if registry.has_cache() && registry.jobs() > 1 {
             let permits = Arc::new(tokio::sync::Semaphore::new(registry.jobs() - 1));
             for layer in image.layers.iter().skip(1) {
@@ -233,21 +239,19 @@ impl Prefetch {
                 );
                 tasks.push(Some(tokio::spawn(async move {
                     // The semaphore is fair: layers start lowest first.
-                    let Ok(_permit) = permits.acquire_owned().await else {
-                        return;
-                    };
-                    registry.prefetch(&layer.digest, layer.size, stop).await;
+                    let _permit = permits.acquire_owned().await.ok()?;
+                    registry.prefetch(&layer.digest, layer.size, stop).await
                 })));
             }
         }
         Prefetch { tasks, stop }
     }
 
-    /// Let layer `i`'s download finish before the layer loop reads it.
-    async fn wait_for(&mut self, i: usize) {
-        if let Some(task) = self.tasks.get_mut(i).and_then(Option::take) {
-            let _ = task.await;
-        }
+    /// Let layer `i`'s download or check finish before the layer loop
+    /// reads it; its verified copy, if there is one.
+    async fn wait_for(&mut self, i: usize) -> Option<File> {
+        let task = self.tasks.get_mut(i).and_then(Option::take)?;
+        task.await.ok().flatten()
     }
 }
 

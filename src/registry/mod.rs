@@ -8,6 +8,7 @@ mod blob;
 mod retry;
 mod transport;
 
+use std::fs::File;
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,25 +161,57 @@ impl Registry {
         self.cache.is_some()
     }
 
-    /// Download a blob into the cache, unless it is there already; `stop`
-    /// abandons it. Errors are left for the real read to report.
-    pub async fn prefetch(&self, digest: &Digest, size: u64, stop: Arc<AtomicBool>) {
-        if self.cache.as_ref().is_none_or(|c| c.contains(digest, size)) {
-            return;
+    /// Make sure a blob is in the cache, verified, ahead of its use:
+    /// check the cached copy, or download one; `stop` abandons a download.
+    /// Returns the verified copy, ready for [`Registry::cached_blob`];
+    /// `None` if there is no cache or it failed (the real read then tries
+    /// again and reports errors).
+    pub async fn prefetch(
+        &self,
+        digest: &Digest,
+        size: u64,
+        stop: Arc<AtomicBool>,
+    ) -> Option<File> {
+        let cache = self.cache.clone()?;
+        if cache.contains(digest, size) {
+            let digest = digest.clone();
+            if let Ok(Some(file)) =
+                tokio::task::spawn_blocking(move || cache.get(&digest, size)).await
+            {
+                return Some(file);
+            }
         }
-        let Ok(mut blob) = self.open_blob("layer", digest, size).await else {
-            return;
-        };
-        let _ = tokio::task::spawn_blocking(move || {
+        let mut blob = self.open_blob("layer", digest, size).await.ok()?;
+        tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; 256 * 1024];
             while !stop.load(Ordering::Relaxed) && !crate::is_cancelled() {
                 match blob.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => return blob.published.take(),
                     Ok(_) => {}
+                    Err(_) => break,
                 }
             }
+            None
         })
-        .await;
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// A blob from a copy [`Registry::prefetch`] verified.
+    pub fn cached_blob(
+        &self,
+        what: &'static str,
+        digest: &Digest,
+        size: u64,
+        file: File,
+    ) -> BlobReader {
+        BlobReader {
+            inner: VerifyingReader::verified(Box::new(file), what, digest.clone(), size),
+            reference: self.describe(&digest.to_string()),
+            tee: None,
+            published: None,
+        }
     }
 
     /// The caps on what a layer of this registry may decompress to.
@@ -255,11 +288,7 @@ impl Registry {
         let reference = self.describe(&digest.to_string());
         if let Some(file) = self.cache.as_ref().and_then(|c| c.get(digest, size)) {
             tracing::debug!("{what} {digest}: from the cache");
-            return Ok(BlobReader {
-                inner: VerifyingReader::new(Box::new(file), what, digest.clone(), Some(size)),
-                reference,
-                tee: None,
-            });
+            return Ok(self.cached_blob(what, digest, size, file));
         }
         let source = BlobSource {
             transport: self.transport.clone(),
@@ -278,6 +307,7 @@ impl Registry {
             inner: VerifyingReader::new(reader, what, digest.clone(), Some(size)),
             reference,
             tee: self.cache.as_ref().and_then(|c| c.writer(digest)),
+            published: None,
         })
     }
 
@@ -315,6 +345,8 @@ pub struct BlobReader {
     /// Where a download is copied for the cache: published once the end
     /// of the blob verified.
     tee: Option<CacheWriter>,
+    /// The cache's copy, once published.
+    published: Option<File>,
 }
 
 impl BlobReader {
@@ -339,9 +371,7 @@ impl Read for BlobReader {
         let read = self.inner.read(buf);
         match (&read, self.tee.as_mut()) {
             (Ok(0), Some(_)) if !buf.is_empty() => {
-                if let Some(tee) = self.tee.take() {
-                    tee.commit();
-                }
+                self.published = self.tee.take().and_then(CacheWriter::commit);
             }
             (Ok(n), Some(tee)) => tee.write(&buf[..*n]),
             _ => {}
