@@ -207,6 +207,8 @@ def main():
         "are wall-clock medians, peak RSS is the largest over the runs "
         "(for a pipeline or two-step tool: its largest single process). "
         "Registry blobs sit in the page cache for every tool alike. "
+        "Outputs go to a journaled ext4 made for the run (see \"outputs "
+        "written to\" below and the README for why). "
         "CPU s is user + system time of all the tool's processes, which "
         "other load on the machine disturbs less than wall time.",
         "",
@@ -217,10 +219,11 @@ def main():
         "`curl | gzip -dc | tar -x` pipeline applies no whiteouts and "
         "verifies nothing: a lower bound for a naive pull, not a rival.",
         "",
-        "**Noise:** this machine has 2 cores and other engineers were "
-        "compiling on it during the run, so the numbers are noisy; compare "
-        "tools within this run only (they are interleaved round by round), "
-        "and mind the min–max spread and the load averages below.",
+        "**Noise:** this is a shared 2-core VM whose speed drifts (the same "
+        "binary's CPU time for the same pull varied by a third within an "
+        "hour), so compare tools within this run only (they are "
+        "interleaved round by round), and mind the min–max spread and the "
+        "load averages below.",
         "",
         "## Machine",
         "",
