@@ -21,8 +21,35 @@ use crate::{Error, Result};
 
 /// Size of the chunks passed from decoder to consumer.
 const CHUNK: usize = 256 * 1024;
-/// Chunks in flight per layer: 32 × 256 KiB = 8 MiB at most.
-const DEPTH: usize = 32;
+/// Chunks in flight: 96 × 256 KiB = 24 MiB at most, so the decoder can run
+/// ahead while the consumer is slowed by a stretch of many small files
+/// (measured: 8 MiB lost ~7% of the overlap, 32 MiB gained ~2% on 24).
+const DEPTH: usize = 96;
+
+/// Chunk buffers the consumer has emptied, for the decoder to fill again:
+/// memory stays at what is in flight, without a fresh allocation (and
+/// zeroing) per chunk.
+#[derive(Clone, Default)]
+struct Pool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl Pool {
+    /// An empty buffer of `CHUNK` bytes.
+    fn take(&self) -> Vec<u8> {
+        let reused = self.0.lock().ok().and_then(|mut free| free.pop());
+        let mut chunk = reused.unwrap_or_default();
+        chunk.resize(CHUNK, 0);
+        chunk
+    }
+
+    fn give(&self, chunk: Vec<u8>) {
+        if chunk.capacity() >= CHUNK
+            && let Ok(mut free) = self.0.lock()
+            && free.len() < DEPTH
+        {
+            free.push(chunk);
+        }
+    }
+}
 
 enum Msg {
     Data(Vec<u8>),
@@ -38,6 +65,7 @@ enum Msg {
 pub struct LayerReader {
     rx: Receiver<Msg>,
     chunk: Vec<u8>,
+    pool: Pool,
     pos: usize,
     ended: bool,
     failure: Option<Error>,
@@ -81,7 +109,7 @@ impl Read for LayerReader {
             }
             match self.rx.recv() {
                 Ok(Msg::Data(chunk)) => {
-                    self.chunk = chunk;
+                    self.pool.give(std::mem::replace(&mut self.chunk, chunk));
                     self.pos = 0;
                 }
                 Ok(Msg::End) => {
@@ -172,6 +200,7 @@ async fn produce(
 ) -> Result<()> {
     let count = image.layers.len();
     let mut prefetch = Prefetch::start(registry, image);
+    let pool = Pool::default();
     for (i, layer) in image.layers.iter().enumerate() {
         if crate::is_cancelled() {
             return Err(Error::Cancelled);
@@ -195,6 +224,7 @@ async fn produce(
         let reader = LayerReader {
             rx,
             chunk: Vec::new(),
+            pool: pool.clone(),
             pos: 0,
             ended: false,
             failure: None,
@@ -207,8 +237,8 @@ async fn produce(
             return Ok(());
         }
         let layer = layer.clone();
-        let limits = registry.layer_limits();
-        tokio::task::spawn_blocking(move || decode(blob, &layer, limits, &tx))
+        let (limits, pool) = (registry.layer_limits(), pool.clone());
+        tokio::task::spawn_blocking(move || decode(blob, &layer, limits, &pool, &tx))
             .await
             .map_err(|e| Error::Usage(format!("internal error: layer decoder failed: {e}")))?;
     }
@@ -266,7 +296,13 @@ impl Drop for Prefetch {
 
 /// Decompress and verify one layer into the channel. Failures go down the
 /// channel too: the consumer reports them.
-fn decode(blob: BlobReader, layer: &LayerRef, limits: LayerLimits, tx: &SyncSender<Msg>) {
+fn decode(
+    blob: BlobReader,
+    layer: &LayerRef,
+    limits: LayerLimits,
+    pool: &Pool,
+    tx: &SyncSender<Msg>,
+) {
     let digest = layer.digest.to_string();
     let mut decoder = match LayerDecoder::new(blob, &layer.media_type, &digest, limits) {
         Ok(d) => d,
@@ -283,7 +319,7 @@ fn decode(blob: BlobReader, layer: &LayerRef, limits: LayerLimits, tx: &SyncSend
             let _ = tx.send(Msg::Failed(Error::Cancelled));
             return;
         }
-        let mut chunk = vec![0u8; CHUNK];
+        let mut chunk = pool.take();
         let n = match read_full(&mut decoder, &mut chunk) {
             Ok(n) => n,
             Err(e) => {
@@ -337,10 +373,37 @@ pub fn human_size(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_reuses_at_most_depth_buffers() {
+        let pool = Pool::default();
+        let mut first = pool.take();
+        assert_eq!(first.len(), CHUNK);
+        first.truncate(10);
+        let address = first.as_ptr();
+        pool.give(first);
+        let again = pool.take();
+        assert_eq!(
+            (again.as_ptr(), again.len()),
+            (address, CHUNK),
+            "reused, full size"
+        );
+        for _ in 0..DEPTH + 5 {
+            pool.give(vec![0; CHUNK]);
+        }
+        pool.give(vec![0; 1]);
+        assert_eq!(
+            pool.0.lock().unwrap().len(),
+            DEPTH,
+            "bounded; small buffers dropped"
+        );
+    }
+
     #[test]
     fn human_sizes() {
-        assert_eq!(super::human_size(999), "999 B");
-        assert_eq!(super::human_size(1_234_567), "1.2 MB");
-        assert_eq!(super::human_size(3_000_000_000), "3.0 GB");
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(1_234_567), "1.2 MB");
+        assert_eq!(human_size(3_000_000_000), "3.0 GB");
     }
 }
