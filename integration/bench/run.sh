@@ -10,7 +10,7 @@ repo_root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 
 BENCH_RUNS=${BENCH_RUNS:-3}
-BENCH_BIG_RUNS=${BENCH_BIG_RUNS:-1}
+BENCH_BIG_RUNS=${BENCH_BIG_RUNS:-3}
 BENCH_IMAGES=${BENCH_IMAGES:-debian big}
 BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive}
 BENCH_RESULTS=${BENCH_RESULTS:-$here/RESULTS.md}
@@ -157,7 +157,7 @@ run_tool() {
         occystrap-bundle-warm)
             # Fill the cache first (untimed), then time a second bundle.
             "$OCC" "${cache_args[@]}" bundle "$ref" "$work/first" &&
-                rm -rf "$work/first" && sync &&
+                rm -rf "$work/first" && settle &&
                 blob_gets "$(agent_of "$tool")" >"$work/gets-before" &&
                 timed "$t" "$OCC" "${cache_args[@]}" bundle "$ref" "$work/bundle" ;;
         skopeo-umoci)
@@ -181,6 +181,19 @@ run_tool() {
     esac
 }
 
+# Wait until the previous run's writes have reached the disk: twice sync,
+# since the loop filesystem's writes become the backing file's dirty
+# pages, then up to 60 s for what the kernel still counts as dirty.
+settle() {
+    sync
+    sync
+    local _
+    for _ in $(seq 120); do
+        awk '/^(Dirty|Writeback):/ {kb += $2} END {exit !(kb < 32768)}' /proc/meminfo && return 0
+        sleep 0.5
+    done
+}
+
 # One measurement: a cold, empty output dir (and occystrap cache), the
 # disk quiet, then the tool; records a line in $RAW.
 measure() {
@@ -188,7 +201,7 @@ measure() {
     local work=$OUT_ROOT/$tool
     rm -rf "$work"
     mkdir -p "$work/tmp"
-    sync
+    settle
     local before status=ok agent
     agent=$(agent_of "$tool")
     before=$(blob_gets "$agent")
