@@ -23,8 +23,8 @@ use crate::reference::ImageRef;
 use crate::{Error, Result};
 
 use blob::{BlobSource, ResumingReader};
-use retry::{Failure, RetryPolicy};
-use transport::Transport;
+use retry::RetryPolicy;
+use transport::{Failure, Transport};
 
 /// Media types of manifests we understand, in order of preference.
 pub const MANIFEST_MEDIA_TYPES: &[&str] = &[

@@ -1,15 +1,16 @@
 //! Which registry failures deserve another try, and how long to wait first.
 //!
 //! Connection errors, timeouts, 408, 429 and 5xx answers are retried with
-//! exponential backoff and jitter, a bounded number of times; anything else
-//! (404, 401, a malformed answer) fails at once, since asking again would
-//! get the same answer.
+//! exponential backoff and jitter, a bounded number of times, and never
+//! sooner than the registry's `Retry-After`; anything else (404, 401, a
+//! malformed answer) fails at once, since asking again would get the same
+//! answer.
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-pub use super::transport::Failure;
+use super::transport::Failure;
 
 /// No single wait between retries is longer than this.
 pub const MAX_DELAY: Duration = Duration::from_secs(30);
