@@ -120,20 +120,16 @@ impl BlobCache {
         }
     }
 
+    /// How many blobs are cached, and their bytes. Changes nothing.
+    pub fn usage(&self) -> Result<(usize, u64)> {
+        let entries = self.entries()?;
+        Ok((entries.len(), entries.iter().map(|(_, len, _)| len).sum()))
+    }
+
     /// Remove the least recently used blobs until at most `max_bytes` stay
     /// cached (0 empties the cache), and leftover temporaries.
     pub fn prune(&self, max_bytes: u64) -> Result<PruneReport> {
-        let mut entries = Vec::new();
-        let blobs = self.root.join("blobs");
-        for algorithm in fs::read_dir(&blobs).map_err(|e| Error::io(&blobs, e))? {
-            let dir = algorithm.map_err(|e| Error::io(&blobs, e))?.path();
-            for blob in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-                let path = blob.map_err(|e| Error::io(&dir, e))?.path();
-                let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-                let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                entries.push((used, meta.len(), path));
-            }
-        }
+        let mut entries = self.entries()?;
         entries.sort();
         let mut report = PruneReport {
             kept: entries.iter().map(|(_, len, _)| len).sum(),
@@ -150,6 +146,22 @@ impl BlobCache {
         }
         self.remove_stale_temporaries();
         Ok(report)
+    }
+
+    /// Every cached blob: (last use, size, path).
+    fn entries(&self) -> Result<Vec<(SystemTime, u64, PathBuf)>> {
+        let mut entries = Vec::new();
+        let blobs = self.root.join("blobs");
+        for algorithm in fs::read_dir(&blobs).map_err(|e| Error::io(&blobs, e))? {
+            let dir = algorithm.map_err(|e| Error::io(&blobs, e))?.path();
+            for blob in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                let path = blob.map_err(|e| Error::io(&dir, e))?.path();
+                let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+                let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                entries.push((used, meta.len(), path));
+            }
+        }
+        Ok(entries)
     }
 
     /// Temporaries a killed process left behind (an hour old: a download

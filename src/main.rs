@@ -235,20 +235,21 @@ fn blob_cache(global: &Global) -> Result<Option<BlobCache>, Error> {
 fn cache_command(command: CacheCommand, global: &Global) -> Result<(), Error> {
     let cache =
         blob_cache(global)?.ok_or_else(|| Error::Usage("no cache: give --cache DIR".into()))?;
-    let max = match command {
-        CacheCommand::Info => u64::MAX,
-        CacheCommand::Prune { max_size } => max_size,
-    };
-    let report = cache.prune(max)?;
     match command {
-        CacheCommand::Info => println!("{}: {} bytes", cache.root().display(), report.kept),
-        CacheCommand::Prune { .. } => println!(
-            "{}: removed {} blobs ({} bytes); {} bytes stay",
-            cache.root().display(),
-            report.removed,
-            report.freed,
-            report.kept
-        ),
+        CacheCommand::Info => {
+            let (blobs, bytes) = cache.usage()?;
+            println!("{}: {blobs} blobs, {bytes} bytes", cache.root().display());
+        }
+        CacheCommand::Prune { max_size } => {
+            let report = cache.prune(max_size)?;
+            println!(
+                "{}: removed {} blobs ({} bytes); {} bytes stay",
+                cache.root().display(),
+                report.removed,
+                report.freed,
+                report.kept
+            );
+        }
     }
     Ok(())
 }

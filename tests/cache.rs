@@ -210,7 +210,12 @@ fn concurrent_processes_share_a_cache_and_prune_bounds_it() {
     let cache_arg = cache.to_str().unwrap();
     let info = occystrap_cached(&cache, &["cache", "info"]);
     ok(&info);
-    assert!(String::from_utf8_lossy(&info.stdout).contains(cache_arg));
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains(cache_arg) && info.contains(": 5 blobs, "),
+        "{info}"
+    );
+    assert_eq!(cached_blobs(&cache).len(), 5, "info changes nothing");
     ok(&occystrap_cached(
         &cache,
         &["cache", "prune", "--max-size", "0"],

@@ -12,7 +12,8 @@ repo_root=$(cd "$here/../.." && pwd)
 BENCH_RUNS=${BENCH_RUNS:-3}
 BENCH_BIG_RUNS=${BENCH_BIG_RUNS:-3}
 BENCH_IMAGES=${BENCH_IMAGES:-debian big}
-BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive}
+BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link}
+BENCH_LINK=${BENCH_LINK:-1gbit}
 BENCH_RESULTS=${BENCH_RESULTS:-$here/RESULTS.md}
 BENCH_PY_OCCYSTRAP=${BENCH_PY_OCCYSTRAP:-occystrap}
 BENCH_FS=${BENCH_FS:-ext4}
@@ -21,7 +22,7 @@ BENCH_FS_SIZE=${BENCH_FS_SIZE:-16G}
 [ "$(id -u)" -eq 0 ] || die "make bench needs root (image build, tar -x of device nodes)"
 
 ensure_tools skopeo:skopeo umoci:umoci docker-registry:docker-registry \
-    debootstrap:debootstrap curl:curl time:time python3:python3
+    debootstrap:debootstrap curl:curl time:time python3:python3 tc:iproute2
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     log "installing python3-venv"
     apt-get update -qq
@@ -38,6 +39,7 @@ VENV=$BENCH_WORK/venv
 OCC=$repo_root/target/release/occystrap
 
 cleanup() {
+    shape_link off
     stop_registry
     rm -rf "${OUT_ROOT:?}"/*
     if mountpoint -q "$OUT_ROOT"; then
@@ -150,11 +152,11 @@ run_tool() {
         cache_args=(--cache "$work/occystrap-cache")
     fi
     case "$tool" in
-        occystrap-bundle)
+        occystrap-bundle | occystrap-bundle-link)
             timed "$t" "$OCC" "${cache_args[@]}" bundle "$ref" "$work/bundle" ;;
         occystrap-export)
             timed "$t" "$OCC" "${cache_args[@]}" export "$ref" "$work/image.tar" ;;
-        occystrap-bundle-warm)
+        occystrap-bundle-warm | occystrap-bundle-warm-link)
             # Fill the cache first (untimed), then time a second bundle.
             "$OCC" "${cache_args[@]}" bundle "$ref" "$work/first" &&
                 rm -rf "$work/first" && settle &&
@@ -181,6 +183,18 @@ run_tool() {
     esac
 }
 
+# The loopback registry costs next to nothing to download from, which
+# hides what a cache saves. The *-link tools run with the loopback
+# interface limited to $BENCH_LINK (tc tbf), like a registry across a
+# network.
+shape_link() {
+    if [ "$1" = on ]; then
+        tc qdisc replace dev lo root tbf rate "$BENCH_LINK" burst 512kb latency 100ms
+    elif tc qdisc show dev lo 2>/dev/null | grep -q '^qdisc tbf'; then
+        tc qdisc del dev lo root
+    fi
+}
+
 # Wait until the previous run's writes have reached the disk: twice sync,
 # since the loop filesystem's writes become the backing file's dirty
 # pages, then up to 60 s for what the kernel still counts as dirty.
@@ -205,6 +219,7 @@ measure() {
     local before status=ok agent
     agent=$(agent_of "$tool")
     before=$(blob_gets "$agent")
+    [[ $tool == *-link ]] && shape_link on
     if ! TMPDIR=$work/tmp XDG_CACHE_HOME=$work/xdg-cache \
         run_tool "$tool" "$name" "$work" >"$work/stdout" 2>"$work/stderr"; then
         status=failed
@@ -212,6 +227,7 @@ measure() {
         cp "$work/stderr" "$RUN_DIR/failures/$name-$tool-$run.stderr"
         log "$tool on $name (run $run) FAILED: $(grep -v '^Command exited' "$work/stderr" | tail -n 3 | tr '\n' ' ')"
     fi
+    shape_link off
     [ -e "$work/gets-before" ] && before=$(cat "$work/gets-before")
     local gets seconds=0 rss=0 cpu=0
     gets=$(($(blob_gets "$agent") - before))
@@ -234,7 +250,10 @@ benchmark() {
         # machine's load spread over all of them.
         for run in $(seq 1 "$runs"); do
             for tool in $BENCH_TOOLS; do
-                if [ "$tool" = occystrap-bundle-warm ] && ! occystrap_has_cache; then
+                if [[ $tool == occystrap-bundle-warm* ]] && ! occystrap_has_cache; then
+                    continue
+                fi
+                if [[ $tool == *-link ]] && [ "$BENCH_LINK" = none ]; then
                     continue
                 fi
                 measure "$tool" "$name" "$run"
@@ -285,6 +304,7 @@ main() {
     benchmark
     meta "load average after" "$(cut -d' ' -f1-3 /proc/loadavg)"
     meta runs "$BENCH_RUNS (debian), $BENCH_BIG_RUNS (big)"
+    meta "shaped link" "$(if [ "$BENCH_LINK" = none ]; then echo none; else echo "$BENCH_LINK (tc tbf on lo) for the rows \"over a shaped link\""; fi)"
     meta "occystrap cache" "$(occystrap_has_cache && echo 'yes: cold runs use a fresh --cache dir' || echo 'none yet (no --cache option)')"
     local describe=()
     local name
