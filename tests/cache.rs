@@ -67,6 +67,11 @@ fn pulled_through_fake() -> Pulled {
     }
 }
 
+/// `occystrap --cache CACHE export REFERENCE OUT`.
+fn export_cached(cache: &Path, reference: &str, out: &Path) -> std::process::Output {
+    occystrap_cached(cache, &["export", reference, out.to_str().unwrap()])
+}
+
 #[test]
 fn warm_cache_makes_no_blob_requests() {
     let Pulled {
@@ -78,19 +83,13 @@ fn warm_cache_makes_no_blob_requests() {
         _registry,
     } = pulled_through_fake();
     let cold = dir.path().join("cold.tar");
-    ok(&occystrap_cached(
-        &cache,
-        &["export", &reference, cold.to_str().unwrap()],
-    ));
+    ok(&export_cached(&cache, &reference, &cold));
     // The config and every layer were fetched once and cached.
     assert_eq!(blob_gets(&fake), 1 + pushed.layer_digests.len());
     assert_eq!(cached_blobs(&cache).len(), 1 + pushed.layer_digests.len());
 
     let warm = dir.path().join("warm.tar");
-    ok(&occystrap_cached(
-        &cache,
-        &["export", &reference, warm.to_str().unwrap()],
-    ));
+    ok(&export_cached(&cache, &reference, &warm));
     let bundle = dir.path().join("bundle");
     ok(&occystrap_cached(
         &cache,
@@ -128,10 +127,7 @@ fn damaged_cache_entries_are_fetched_again() {
         _registry,
     } = pulled_through_fake();
     let first = dir.path().join("first.tar");
-    ok(&occystrap_cached(
-        &cache,
-        &["export", &reference, first.to_str().unwrap()],
-    ));
+    ok(&export_cached(&cache, &reference, &first));
     let before = blob_gets(&fake);
 
     // Flip a byte of one layer, truncate another.
@@ -154,7 +150,7 @@ fn damaged_cache_entries_are_fetched_again() {
         .unwrap();
 
     let second = dir.path().join("second.tar");
-    let out = occystrap_cached(&cache, &["export", &reference, second.to_str().unwrap()]);
+    let out = export_cached(&cache, &reference, &second);
     ok(&out);
     assert!(common::cli::stderr(&out).contains("damaged"));
     assert_eq!(
@@ -168,10 +164,7 @@ fn damaged_cache_entries_are_fetched_again() {
     );
     // And the cache holds good copies again.
     let third = dir.path().join("third.tar");
-    ok(&occystrap_cached(
-        &cache,
-        &["export", &reference, third.to_str().unwrap()],
-    ));
+    ok(&export_cached(&cache, &reference, &third));
     assert_eq!(blob_gets(&fake), before + 2);
 }
 
@@ -187,9 +180,7 @@ fn concurrent_processes_share_a_cache_and_prune_bounds_it() {
             let reference = registry.image_ref(if i % 2 == 0 { "test/a" } else { "test/b" }, "v1");
             let out = dir.path().join(format!("{i}.tar"));
             let cache = cache.clone();
-            std::thread::spawn(move || {
-                occystrap_cached(&cache, &["export", &reference, out.to_str().unwrap()])
-            })
+            std::thread::spawn(move || export_cached(&cache, &reference, &out))
         })
         .collect();
     for run in runs {

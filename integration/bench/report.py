@@ -122,13 +122,17 @@ def image_section(name, describe, summaries):
         spread = "—" if s.low is None else f"{s.low:.2f}–{s.high:.2f}"
         rss = "—" if s.rss_kib is None else f"{s.rss_kib / 1024:.0f}"
         gets = "—" if s.gets is None else str(s.gets)
-        shown_ratio = "—" if r is None else f"{r:.2f}"
+        shown_ratio = fmt_ratio(r)
         out.append(
             f"| {cell(label)} | {kind} | {fmt_s(s.seconds)} | {spread} | {shown_ratio} "
             f"| {fmt_s(s.cpu)} | {rss} | {gets} | {s.ok}/{s.total} |"
         )
     out.append("")
     return out
+
+
+def fmt_ratio(r):
+    return "—" if r is None else f"{r:.2f}"
 
 
 def verdict(ok):
@@ -151,7 +155,7 @@ def targets_section(images):
     for text, ours, theirs, limit in RATIO_TARGETS:
         a, b = debian.get(ours), debian.get(theirs)
         r = ratio(a.seconds if a else None, b.seconds if b else None)
-        measured = "—" if r is None else f"{r:.2f}"
+        measured = fmt_ratio(r)
         out.append(f"| {cell(text)} | debian | {measured} | {verdict(None if r is None else r <= limit)} |")
     for name, summaries in images.items():
         for tool in ("occystrap-bundle", "occystrap-export"):
@@ -175,7 +179,7 @@ def targets_section(images):
             f"| {verdict(warm.gets == 0)} |"
         )
         r = ratio(warm.seconds, cold.seconds)
-        measured = "—" if r is None else f"{r:.2f}"
+        measured = fmt_ratio(r)
         out.append(
             f"| warm cache{where}: bundle ≤ 0.8 × cold | debian | {measured} "
             f"| {verdict(None if r is None else r <= 0.8)} |"
