@@ -4,6 +4,13 @@
 //! damaged copy is removed and fetched afresh. Entries appear by atomic
 //! rename, so concurrent processes can share one cache. The cache never
 //! fails a pull: when it cannot be written, occystrap goes on without it.
+//!
+//! Beside each blob the cache may remember the diff_id its content
+//! decompressed to, recorded only after that was checked. Decompression is
+//! a function of the blob's bytes (and its media type, which can choose
+//! the decompressor), so as long as the bytes are verified against the
+//! blob's digest on use, the diff_id needs no second hashing of the
+//! uncompressed layer.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, Write};
@@ -13,7 +20,8 @@ use std::time::SystemTime;
 use crate::digest::Digest;
 use crate::{Error, Result};
 
-/// A blob cache rooted at a directory (`blobs/<algorithm>/<hex>`, `tmp/`).
+/// A blob cache rooted at a directory (`blobs/<algorithm>/<hex>`,
+/// `diff_ids/<algorithm>/<hex>`, `tmp/`).
 #[derive(Debug, Clone)]
 pub struct BlobCache {
     root: PathBuf,
@@ -55,10 +63,62 @@ impl BlobCache {
         &self.root
     }
 
-    fn entry(&self, digest: &Digest) -> PathBuf {
+    /// `<area>/<algorithm>/<hex>` under the root.
+    fn path_in(&self, area: &str, digest: &Digest) -> PathBuf {
         let text = digest.to_string();
         let algorithm = text.split(':').next().unwrap_or("sha256");
-        self.root.join("blobs").join(algorithm).join(digest.hex())
+        self.root.join(area).join(algorithm).join(digest.hex())
+    }
+
+    fn entry(&self, digest: &Digest) -> PathBuf {
+        self.path_in("blobs", digest)
+    }
+
+    fn diff_id_entry(&self, blob: &Digest) -> PathBuf {
+        self.path_in("diff_ids", blob)
+    }
+
+    /// The diff_id recorded for `blob` read as `media_type`, if any. It
+    /// holds for content decompressed from bytes that match `blob`: trust
+    /// it only once those bytes were (or will be, before the layer counts
+    /// as complete) checked against the digest.
+    pub fn diff_id(&self, blob: &Digest, media_type: &str) -> Option<Digest> {
+        let record = fs::read_to_string(self.diff_id_entry(blob)).ok()?;
+        let (recorded_type, diff_id) = record.trim_end().rsplit_once(' ')?;
+        if recorded_type != media_type {
+            return None;
+        }
+        Digest::parse(diff_id).ok()
+    }
+
+    /// Record that `blob`, read as `media_type`, decompressed to content
+    /// whose digest checked out as `diff_id`. Only for a cached blob; a
+    /// failure to record is ignored (the next use hashes again).
+    pub fn remember_diff_id(&self, blob: &Digest, size: u64, media_type: &str, diff_id: &Digest) {
+        if !self.contains(blob, size) || media_type.contains(['\n', ' ']) {
+            return;
+        }
+        let target = self.diff_id_entry(blob);
+        let tmp = self.temporary(blob);
+        let written = target
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| fs::write(&tmp, format!("{media_type} {diff_id}\n")))
+            .and_then(|()| fs::rename(&tmp, &target));
+        if let Err(e) = written {
+            tracing::debug!("not recording the diff_id of {blob}: {e}");
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+
+    /// A fresh name for a file being written, renamed into place when done.
+    fn temporary(&self, digest: &Digest) -> PathBuf {
+        self.root.join("tmp").join(format!(
+            "{}.{}.{}",
+            digest.hex(),
+            std::process::id(),
+            crate::output::unique_suffix()
+        ))
     }
 
     /// Whether a copy of the right size is cached (not verified: see [`BlobCache::get`]).
@@ -91,12 +151,7 @@ impl BlobCache {
     /// warning) when the cache cannot be written.
     pub fn writer(&self, digest: &Digest) -> Option<CacheWriter> {
         let target = self.entry(digest);
-        let tmp = self.root.join("tmp").join(format!(
-            "{}.{}.{}",
-            digest.hex(),
-            std::process::id(),
-            crate::output::unique_suffix()
-        ));
+        let tmp = self.temporary(digest);
         let created = target
             .parent()
             .map_or(Ok(()), fs::create_dir_all)
@@ -140,6 +195,11 @@ impl BlobCache {
                 break;
             }
             fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            if let Some(record) =
+                blob_name(&path).map(|(alg, hex)| self.root.join("diff_ids").join(alg).join(hex))
+            {
+                let _ = fs::remove_file(record);
+            }
             report.removed += 1;
             report.freed += len;
             report.kept -= len;
@@ -180,6 +240,11 @@ impl BlobCache {
             }
         }
     }
+}
+
+/// The algorithm and hex of a blob's path (`.../<algorithm>/<hex>`).
+fn blob_name(path: &Path) -> Option<(&std::ffi::OsStr, &std::ffi::OsStr)> {
+    Some((path.parent()?.file_name()?, path.file_name()?))
 }
 
 fn hash_matches(file: &mut File, digest: &Digest) -> bool {
@@ -293,6 +358,36 @@ mod tests {
             }
         );
         assert!(cache.get(&d, 6).is_some() && cache.get(&c, 5).is_none());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn diff_ids_are_recorded_per_blob_and_media_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let blob = put(&cache, b"layer blob");
+        let diff_id = Digest::sha256_of(b"layer");
+        let gzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+        assert_eq!(cache.diff_id(&blob, gzip), None);
+        cache.remember_diff_id(&blob, 10, gzip, &diff_id);
+        assert_eq!(cache.diff_id(&blob, gzip), Some(diff_id.clone()));
+        // Another media type may decompress the same bytes differently.
+        assert_eq!(
+            cache.diff_id(&blob, "application/vnd.oci.image.layer.v1.tar"),
+            None
+        );
+
+        // Nothing is recorded for a blob the cache does not hold.
+        let absent = Digest::sha256_of(b"absent");
+        cache.remember_diff_id(&absent, 6, gzip, &diff_id);
+        assert_eq!(cache.diff_id(&absent, gzip), None);
+        // A damaged record is no record.
+        fs::write(cache.diff_id_entry(&blob), format!("{gzip} sha256:12\n")).unwrap();
+        assert_eq!(cache.diff_id(&blob, gzip), None);
+
+        cache.remember_diff_id(&blob, 10, gzip, &diff_id);
+        cache.prune(0).unwrap();
+        assert!(!cache.diff_id_entry(&blob).exists(), "pruned with its blob");
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 

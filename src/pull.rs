@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use crate::cache::BlobCache;
 use crate::digest::{Digest, Hasher};
 use crate::image::{LayerRef, ResolvedImage};
 use crate::layer::{LayerDecoder, LayerLimits};
@@ -62,7 +63,8 @@ enum Msg {
 /// A layer's uncompressed tar stream as the consumer sees it. End of stream
 /// is reported only after the decoder has verified the blob and this
 /// reader the diff_id (hashed here, on the consumer's thread, so that the
-/// two threads share the work).
+/// two threads share the work; or known from the cache, see
+/// [`crate::cache`]).
 pub struct LayerReader {
     rx: Receiver<Msg>,
     chunk: Vec<u8>,
@@ -73,6 +75,8 @@ pub struct LayerReader {
     digest: String,
     diff_id: Digest,
     hasher: Option<Hasher>,
+    /// Where to record the diff_id once it checked out.
+    record: Option<(BlobCache, LayerRef)>,
 }
 
 impl LayerReader {
@@ -115,12 +119,20 @@ impl Read for LayerReader {
                 }
                 Ok(Msg::End) => {
                     self.ended = true;
-                    if let Some(hasher) = self.hasher.take()
-                        && let Err(e) = hasher.check("layer diff_id", &self.diff_id)
-                    {
-                        let message = e.to_string();
-                        self.failure = Some(Error::Integrity(e));
-                        return Err(io::Error::other(message));
+                    if let Some(hasher) = self.hasher.take() {
+                        if let Err(e) = hasher.check("layer diff_id", &self.diff_id) {
+                            let message = e.to_string();
+                            self.failure = Some(Error::Integrity(e));
+                            return Err(io::Error::other(message));
+                        }
+                        if let Some((cache, layer)) = self.record.take() {
+                            cache.remember_diff_id(
+                                &layer.digest,
+                                layer.size,
+                                &layer.media_type,
+                                &layer.diff_id,
+                            );
+                        }
                     }
                 }
                 Ok(Msg::Failed(e)) => {
@@ -221,6 +233,17 @@ async fn produce(
                     .await?
             }
         };
+        // A recorded diff_id holds for these bytes, and the decoder checks
+        // the blob's digest before it reports the end: no need to hash the
+        // uncompressed layer again.
+        let cache = registry.cache().cloned();
+        let known = cache
+            .as_ref()
+            .and_then(|c| c.diff_id(&layer.digest, &layer.media_type))
+            .is_some_and(|d| d == layer.diff_id);
+        if known {
+            tracing::debug!("layer {}: diff_id known from the cache", layer.digest);
+        }
         let (tx, rx) = sync_channel(DEPTH);
         let reader = LayerReader {
             rx,
@@ -231,7 +254,8 @@ async fn produce(
             failure: None,
             digest: layer.digest.to_string(),
             diff_id: layer.diff_id.clone(),
-            hasher: Some(layer.diff_id.hasher()),
+            hasher: (!known).then(|| layer.diff_id.hasher()),
+            record: cache.filter(|_| !known).map(|c| (c, layer.clone())),
         };
         if to_consumer.send((layer.clone(), reader)).is_err() {
             // The consumer gave up; its error is the one to report.
@@ -259,7 +283,7 @@ impl Prefetch {
     fn start(registry: &Registry, image: &ResolvedImage) -> Prefetch {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks: Vec<Option<tokio::task::JoinHandle<Option<File>>>> = vec![None];
-        if registry.has_cache() && registry.jobs() > 1 {
+        if registry.cache().is_some() && registry.jobs() > 1 {
             let permits = Arc::new(tokio::sync::Semaphore::new(registry.jobs() - 1));
             for layer in image.layers.iter().skip(1) {
                 let (registry, layer, stop, permits) = (

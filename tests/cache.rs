@@ -1,13 +1,14 @@
 //! The blob cache: a second pull of the same image makes no blob requests
 //! and gives the same output; a damaged cached blob is detected and fetched
-//! again; processes share one cache safely; `cache prune` bounds it.
+//! again; a layer's diff_id is hashed once, and remembered only once it
+//! checked out; processes share one cache safely; `cache prune` bounds it.
 
 mod common;
 
 use std::path::Path;
 
 use common::busybox::busybox_image;
-use common::cli::{noise, occystrap, occystrap_cached, ok};
+use common::cli::{fails_with, noise, occystrap, occystrap_cached, ok, stderr};
 use common::fake::FakeServer;
 use common::image::{Compression, LayerSpec};
 use common::registry::Registry;
@@ -166,6 +167,73 @@ fn damaged_cache_entries_are_fetched_again() {
     let third = dir.path().join("third.tar");
     ok(&export_cached(&cache, &reference, &third));
     assert_eq!(blob_gets(&fake), before + 2);
+}
+
+/// How many layers a `-vv` run took the diff_id of from the cache.
+fn diff_ids_recalled(out: &std::process::Output) -> usize {
+    stderr(out).matches("diff_id known from the cache").count()
+}
+
+#[test]
+fn diff_ids_are_remembered_only_once_checked() {
+    let registry = Registry::start();
+    let good = registry.push_image("test/good", "v1", &image());
+    // The same layers, but the config's second diff_id is wrong.
+    let wrong = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    registry.push_image(
+        "test/bad",
+        "v1",
+        &image().edit_config(|config| config["rootfs"]["diff_ids"][1] = wrong.into()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let run = |repo: &str, out: &str| {
+        let out = dir.path().join(out);
+        occystrap_cached(
+            &cache,
+            &[
+                "-vv",
+                "export",
+                &registry.image_ref(repo, "v1"),
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    let records = || std::fs::read_dir(cache.join("diff_ids/sha256")).map_or(0, |d| d.count());
+
+    // The bad image fails at its second layer; only the first, which
+    // checked out, is remembered.
+    let first = run("test/bad", "bad.tar");
+    fails_with(&first, 4, wrong);
+    assert_eq!((diff_ids_recalled(&first), records()), (0, 1));
+
+    // The good image shares the first layer's record and leaves the rest.
+    let cold = run("test/good", "cold.tar");
+    ok(&cold);
+    assert_eq!(diff_ids_recalled(&cold), 1);
+    assert_eq!(records(), good.layer_digests.len());
+
+    // Every layer's diff_id is now known, and the output is the same.
+    let warm = run("test/good", "warm.tar");
+    ok(&warm);
+    assert_eq!(diff_ids_recalled(&warm), good.layer_digests.len());
+    assert_eq!(
+        std::fs::read(dir.path().join("cold.tar")).unwrap(),
+        std::fs::read(dir.path().join("warm.tar")).unwrap()
+    );
+
+    // The record of the real diff_id does not vouch for the wrong one: the
+    // bad image is hashed and refused again.
+    let again = run("test/bad", "again.tar");
+    fails_with(&again, 4, wrong);
+    assert!(!dir.path().join("again.tar").exists());
+
+    // Pruning a blob forgets its record.
+    ok(&occystrap_cached(
+        &cache,
+        &["cache", "prune", "--max-size", "0"],
+    ));
+    assert_eq!(records(), 0);
 }
 
 #[test]
