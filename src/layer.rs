@@ -150,7 +150,7 @@ impl LayerDecoder {
             None => Compression::sniff(blob.fill_buf()?),
         };
         let decoder: Decoder = match compression {
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
+            Compression::Gzip => Box::new(crate::gzip::MultiGunzip::new(blob)),
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(blob)?),
             Compression::None => Box::new(blob),
         };

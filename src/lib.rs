@@ -11,6 +11,7 @@ pub mod digest;
 pub mod error;
 pub mod export;
 pub mod fsroot;
+pub mod gzip;
 pub mod image;
 pub mod layer;
 pub mod output;
