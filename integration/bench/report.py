@@ -164,28 +164,32 @@ def targets_section(images):
             measured = "—" if rss is None else f"{rss / 1024:.0f} MiB"
             ok = None if rss is None else rss <= RSS_LIMIT_KIB
             out.append(f"| {tool.split('-')[1]} peak RSS ≤ 64 MiB | {name} | {measured} | {verdict(ok)} |")
-    for suffix, where in (("", ""), ("-link", ", over a shaped link")):
-        warm = debian.get(f"occystrap-bundle-warm{suffix}")
-        cold = debian.get(f"occystrap-bundle{suffix}")
-        if cold is None:
-            continue
-        if warm is None or warm.gets is None:
-            note = "occystrap has no --cache option yet" if warm is None else "warm runs failed"
-            out.append(f"| warm cache{where}: no blob requests | debian | {note} | **fail** |")
-            out.append(f"| warm cache{where}: bundle ≤ 0.8 × cold | debian | {note} | **fail** |")
-            continue
-        out.append(
-            f"| warm cache{where}: no blob requests | debian | {warm.gets} blob GETs "
-            f"| {verdict(warm.gets == 0)} |"
-        )
-        r = ratio(warm.seconds, cold.seconds)
-        measured = fmt_ratio(r)
-        out.append(
-            f"| warm cache{where}: bundle ≤ 0.8 × cold | debian | {measured} "
-            f"| {verdict(None if r is None else r <= 0.8)} |"
-        )
+    for name, summaries in images.items():
+        for suffix, where in (("", ""), ("-link", ", over a shaped link")):
+            out += warm_targets(name, summaries, suffix, where)
     out.append("")
     return out
+
+
+def warm_targets(name, summaries, suffix, where):
+    """The warm-cache rows for one image, cold and warm over one path."""
+    warm = summaries.get(f"occystrap-bundle-warm{suffix}")
+    cold = summaries.get(f"occystrap-bundle{suffix}")
+    if cold is None:
+        return []
+    if warm is None or warm.gets is None:
+        note = "occystrap has no --cache option yet" if warm is None else "warm runs failed"
+        return [
+            f"| warm cache{where}: no blob requests | {name} | {note} | **fail** |",
+            f"| warm cache{where}: bundle ≤ 0.8 × cold | {name} | {note} | **fail** |",
+        ]
+    r = ratio(warm.seconds, cold.seconds)
+    return [
+        f"| warm cache{where}: no blob requests | {name} | {warm.gets} blob GETs "
+        f"| {verdict(warm.gets == 0)} |",
+        f"| warm cache{where}: bundle ≤ 0.8 × cold | {name} | {fmt_ratio(r)} "
+        f"| {verdict(None if r is None else r <= 0.8)} |",
+    ]
 
 
 def failures_section(failures_dir):
