@@ -196,7 +196,7 @@ mod tests {
         expected.extend(b"second");
         assert_eq!(gunzip(&input).unwrap(), expected);
 
-        // The same as flate2's own multi-member decoder, header CRC and all.
+        // A header CRC (FHCRC) is skipped like the other optional fields.
         let mut with_hcrc = member(b"x", GzBuilder::new());
         with_hcrc[3] |= FHCRC;
         with_hcrc.splice(10..10, [0xaa, 0xbb]);
