@@ -36,7 +36,7 @@ bench:
 # (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP lets the stable toolchain
 # build with the sanitizer flags cargo-fuzz passes.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = reference manifest layer
+FUZZ_TARGETS = reference manifest layer gzip
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \

@@ -3,6 +3,7 @@
 //! the fuzzers ever found.
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 use occystrap::digest::Digest;
@@ -111,4 +112,24 @@ pub fn layer(data: &[u8]) {
         fs::read(outside.join("sentinel")).expect("sentinel"),
         b"keep"
     );
+}
+
+/// Gzip: no panic, and wherever flate2's own multi-member decoder (CRC
+/// checks and all) accepts the input, ours gives the same bytes.
+pub fn gzip(data: &[u8]) {
+    // Enough for any input the fuzzer makes to show a difference, without
+    // letting a small bomb take the fuzzer's memory.
+    const CAP: u64 = 8 << 20;
+    let read = |reader: &mut dyn Read| {
+        let mut out = Vec::new();
+        reader.take(CAP).read_to_end(&mut out).map(|_| out)
+    };
+    let ours = read(&mut occystrap::gzip::MultiGunzip::new(data));
+    let theirs = read(&mut flate2::bufread::MultiGzDecoder::new(data));
+    if let Ok(theirs) = theirs {
+        match ours {
+            Ok(ours) => assert!(ours == theirs, "different content"),
+            Err(e) => assert!(data.is_empty(), "refused what flate2 accepts: {e}"),
+        }
+    }
 }

@@ -36,3 +36,8 @@ fn manifest_inputs() {
 fn layer_inputs() {
     replay("layer", checks::layer);
 }
+
+#[test]
+fn gzip_inputs() {
+    replay("gzip", checks::gzip);
+}
