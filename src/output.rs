@@ -19,8 +19,20 @@ pub struct Staged {
 
 impl Staged {
     /// Start a file output. An existing file at `target` is replaced on
-    /// commit (atomically), never touched before.
+    /// commit (atomically), never touched before. Anything else there (a
+    /// directory, a device such as `/dev/null`, a FIFO) is refused: the
+    /// rename would put a regular file in its place.
     pub fn file(target: &Path) -> Result<(Staged, File)> {
+        if let Ok(meta) = fs::metadata(target)
+            && !meta.is_file()
+        {
+            return Err(Error::Usage(format!(
+                "{}: is a {}, not a file; give the path of a file to write \
+                 (occystrap writes the output whole, then moves it into place)",
+                target.display(),
+                kind_of(&meta.file_type())
+            )));
+        }
         let staged = Staged::new(target, false)?;
         let file = File::options()
             .write(true)
@@ -34,10 +46,20 @@ impl Staged {
     /// Start a directory output. An existing `target` is refused unless
     /// `replace` is set; then it is swapped out only on commit.
     pub fn dir(target: &Path, replace: bool) -> Result<Staged> {
-        if !replace && fs::symlink_metadata(target).is_ok() {
-            return Err(Error::OutputExists {
-                path: target.to_path_buf(),
-            });
+        if let Ok(meta) = fs::symlink_metadata(target) {
+            if !replace {
+                return Err(Error::OutputExists {
+                    path: target.to_path_buf(),
+                });
+            }
+            // Replacing means replacing a directory, never a device or file.
+            if !fs::metadata(target).is_ok_and(|m| m.is_dir()) {
+                return Err(Error::Usage(format!(
+                    "{}: is a {}, not a directory; --force only replaces a directory",
+                    target.display(),
+                    kind_of(&meta.file_type())
+                )));
+            }
         }
         let staged = Staged::new(target, true)?;
         fs::create_dir(&staged.tmp).map_err(|e| Error::io(&staged.tmp, e))?;
@@ -110,6 +132,26 @@ impl Drop for Staged {
     }
 }
 
+/// What a non-regular file is, for messages.
+fn kind_of(kind: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "directory"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "device"
+    } else if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_file() {
+        "file"
+    } else if kind.is_symlink() {
+        "dangling symlink"
+    } else {
+        "special file"
+    }
+}
+
 fn remove_any(path: &Path) -> std::io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => remove_tree(path),
@@ -156,6 +198,7 @@ pub(crate) fn unique_suffix() -> String {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::fs::FileTypeExt;
 
     #[test]
     fn file_appears_only_on_commit() {
@@ -182,6 +225,30 @@ mod tests {
     }
 
     #[test]
+    fn only_a_regular_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let link = dir.path().join("to-null");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        for (target, kind) in [
+            (Path::new("/dev/null"), "device"),
+            (link.as_path(), "device"),
+            (fifo.as_path(), "FIFO"),
+            (dir.path(), "directory"),
+        ] {
+            let err = Staged::file(target).unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{err}");
+            assert!(err.to_string().contains(&format!("is a {kind}")), "{err}");
+        }
+        let kinds = |p: &Path| fs::symlink_metadata(p).unwrap().file_type();
+        assert!(kinds(&fifo).is_fifo() && kinds(&link).is_symlink());
+        assert!(kinds(Path::new("/dev/null")).is_char_device());
+        // Nothing was staged beside them.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
     fn existing_dir_refused_unless_replace() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("bundle");
@@ -191,6 +258,20 @@ mod tests {
             Staged::dir(&target, false),
             Err(Error::OutputExists { .. })
         ));
+        let file = dir.path().join("file");
+        fs::write(&file, b"not a bundle").unwrap();
+        for (path, kind) in [(file.as_path(), "file"), (Path::new("/dev/null"), "device")] {
+            let err = Staged::dir(path, true).unwrap_err();
+            assert!(err.to_string().contains(&format!("is a {kind}")), "{err}");
+        }
+        assert!(
+            Path::new("/dev/null")
+                .metadata()
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+        fs::remove_file(&file).unwrap();
         let s = Staged::dir(&target, true).unwrap();
         fs::write(s.path().join("new"), b"y").unwrap();
         s.commit().unwrap();

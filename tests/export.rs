@@ -382,3 +382,36 @@ fn schema1_manifests_are_refused() {
     fails_with(&res, 4, "test/old");
     assert_empty(dir.path());
 }
+
+#[test]
+fn a_device_or_fifo_at_the_output_path_is_refused_untouched() {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    use std::os::unix::fs::FileTypeExt;
+    let registry = Registry::start();
+    registry.push_image("test/devnull", "v1", &busybox_image());
+    let reference = registry.image_ref("test/devnull", "v1");
+    // Our own null device and FIFO in a scratch directory (never the real
+    // /dev/null: if the check broke, the output would replace it).
+    let dir = tempfile::tempdir().unwrap();
+    let null = dir.path().join("null");
+    mknod(
+        &null,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        makedev(1, 3),
+    )
+    .unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+    for (target, kind) in [(&null, "device"), (&fifo, "FIFO")] {
+        let res = occystrap(&["export", &reference, target.to_str().unwrap()]);
+        fails_with(&res, 2, &format!("is a {kind}, not a file"));
+    }
+    let kind = |p: &Path| std::fs::symlink_metadata(p).unwrap().file_type();
+    assert!(kind(&null).is_char_device() && kind(&fifo).is_fifo());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "no temporaries"
+    );
+}
