@@ -52,12 +52,14 @@ impl Staged {
                     path: target.to_path_buf(),
                 });
             }
-            // Replacing means replacing a directory, never a device or file.
-            if !fs::metadata(target).is_ok_and(|m| m.is_dir()) {
+            // Replacing means replacing a directory, never a device or file
+            // (a symlink is judged by what it points to).
+            let kind = fs::metadata(target).map_or(meta.file_type(), |m| m.file_type());
+            if !kind.is_dir() {
                 return Err(Error::Usage(format!(
                     "{}: is a {}, not a directory; --force only replaces a directory",
                     target.display(),
-                    kind_of(&meta.file_type())
+                    kind_of(&kind)
                 )));
             }
         }
@@ -260,7 +262,16 @@ mod tests {
         ));
         let file = dir.path().join("file");
         fs::write(&file, b"not a bundle").unwrap();
-        for (path, kind) in [(file.as_path(), "file"), (Path::new("/dev/null"), "device")] {
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink("nowhere", &dangling).unwrap();
+        for (path, kind) in [
+            (file.as_path(), "file"),
+            (Path::new("/dev/null"), "device"),
+            (link.as_path(), "device"),
+            (dangling.as_path(), "dangling symlink"),
+        ] {
             let err = Staged::dir(path, true).unwrap_err();
             assert!(err.to_string().contains(&format!("is a {kind}")), "{err}");
         }
@@ -271,7 +282,9 @@ mod tests {
                 .file_type()
                 .is_char_device()
         );
-        fs::remove_file(&file).unwrap();
+        for path in [&file, &link, &dangling] {
+            fs::remove_file(path).unwrap();
+        }
         let s = Staged::dir(&target, true).unwrap();
         fs::write(s.path().join("new"), b"y").unwrap();
         s.commit().unwrap();
