@@ -195,10 +195,9 @@ impl BlobCache {
                 break;
             }
             fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-            if let Some(record) =
-                blob_name(&path).map(|(alg, hex)| self.root.join("diff_ids").join(alg).join(hex))
-            {
-                let _ = fs::remove_file(record);
+            // Its diff_id record sits at the same place under diff_ids/.
+            if let Ok(name) = path.strip_prefix(self.root.join("blobs")) {
+                let _ = fs::remove_file(self.root.join("diff_ids").join(name));
             }
             report.removed += 1;
             report.freed += len;
@@ -240,11 +239,6 @@ impl BlobCache {
             }
         }
     }
-}
-
-/// The algorithm and hex of a blob's path (`.../<algorithm>/<hex>`).
-fn blob_name(path: &Path) -> Option<(&std::ffi::OsStr, &std::ffi::OsStr)> {
-    Some((path.parent()?.file_name()?, path.file_name()?))
 }
 
 fn hash_matches(file: &mut File, digest: &Digest) -> bool {
