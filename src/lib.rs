@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod cache;
 pub mod digest;
 pub mod error;
+pub mod escape;
 pub mod export;
 pub mod fsroot;
 pub mod gzip;
@@ -20,6 +21,7 @@ pub mod pull;
 
 pub mod reference;
 pub mod registry;
+pub mod tar;
 pub mod unpack;
 
 pub use error::{Error, Result};
