@@ -447,19 +447,109 @@ impl DirFd {
         }
     }
 
+    /// Remove directory `name` and everything below it with a bounded
+    /// number of open descriptors, however deep the tree (a layer can nest
+    /// thousands of directories, more than the fd limit): only the
+    /// directory being emptied is open. Its parent is reopened through
+    /// `..` on the way back up, and checked to be the one it came from.
     fn remove_tree(&self, name: &OsStr) -> io::Result<()> {
-        let dir = self.open_subdir(name)?;
-        // Read-only directories must still be emptied when not root.
-        let mode = dir.stat_self()?.st_mode & 0o7777;
-        if mode & 0o700 != 0o700 {
-            nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(mode | 0o700))
-                .map_err(errno_io)?;
+        struct Level {
+            /// This directory's name in its parent.
+            name: OsString,
+            /// Identity of the parent, to check the reopened `..`.
+            parent_id: (u64, u64),
+            /// Children not yet removed.
+            todo: Vec<OsString>,
         }
-        for child in dir.list()? {
-            dir.remove(&child)?;
+        let open = |parent: &DirFd, name: OsString| -> io::Result<(DirFd, Level)> {
+            let parent_id = file_id(&parent.stat_self()?);
+            let dir = parent.open_subdir(&name)?;
+            // Read-only directories must still be emptied when not root.
+            let mode = dir.stat_self()?.st_mode & 0o7777;
+            if mode & 0o700 != 0o700 {
+                nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(mode | 0o700))
+                    .map_err(errno_io)?;
+            }
+            let todo = dir.list()?;
+            Ok((
+                dir,
+                Level {
+                    name,
+                    parent_id,
+                    todo,
+                },
+            ))
+        };
+        let (mut dir, first) = open(self, name.to_os_string())?;
+        let mut levels = vec![first];
+        while let Some(level) = levels.last_mut() {
+            if let Some(child) = level.todo.pop() {
+                match unlinkat(&dir, child.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                    Ok(()) | Err(Errno::ENOENT) => {}
+                    Err(Errno::EISDIR) => {
+                        let (sub, next) = open(&dir, child)?;
+                        dir = sub;
+                        levels.push(next);
+                    }
+                    Err(e) => return Err(errno_io(e)),
+                }
+                continue;
+            }
+            let Some(done) = levels.pop() else { break };
+            let parent = if levels.is_empty() {
+                self.clone()
+            } else {
+                let parent = dir.open_parent()?;
+                if file_id(&parent.stat_self()?) != done.parent_id {
+                    return Err(io::Error::other("directory moved while being removed"));
+                }
+                parent
+            };
+            unlinkat(&parent, done.name.as_os_str(), UnlinkatFlags::RemoveDir).map_err(errno_io)?;
+            dir = parent;
         }
-        unlinkat(self, name, UnlinkatFlags::RemoveDir).map_err(errno_io)
+        Ok(())
     }
+
+    /// This directory's parent (`..`); callers make sure this directory is
+    /// below the root.
+    fn open_parent(&self) -> io::Result<DirFd> {
+        let fd = openat(
+            self,
+            "..",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno_io)?;
+        Ok(DirFd(Arc::new(fd)))
+    }
+}
+
+fn file_id(st: &FileStat) -> (u64, u64) {
+    (st.st_dev, st.st_ino)
+}
+
+/// Remove `path` whatever it is (directories recursively, never following
+/// a symlink below `path`), with a bounded number of open descriptors.
+/// Absent is fine.
+pub fn remove_all(path: &Path) -> io::Result<()> {
+    let (parent, name) = match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) if !p.as_os_str().is_empty() => (p, n),
+        (_, Some(n)) => (Path::new("."), n),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a removable path",
+            ));
+        }
+    };
+    let fd = nix::fcntl::open(
+        parent,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno_io)?;
+    DirFd(Arc::new(fd)).remove(name).map(drop)
 }
 
 #[cfg(test)]
@@ -479,6 +569,82 @@ mod tests {
         assert!(clean_path(b"../x").is_err());
         assert!(clean_path(b"a/../../x").is_err());
         assert!(clean_path(b"a\0b").is_err());
+    }
+
+    /// Run the test `name` again in a child process of this test binary
+    /// with RLIMIT_NOFILE at `limit`, where `body` runs: a descriptor held
+    /// per level then fails with EMFILE, without starving the tests that
+    /// run beside it in this process.
+    fn with_fd_limit(name: &str, limit: u64, body: impl FnOnce()) {
+        const CHILD: &str = "OCCYSTRAP_TEST_FD_LIMIT";
+        if std::env::var_os(CHILD).is_some() {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: a valid rlimit struct for the duration of the call.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+            body();
+            return;
+        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "{name} failed under an fd limit of {limit}"
+        );
+    }
+
+    /// `depth` nested directories `d` under `top`, holding one fd at a time.
+    fn deep_tree(top: &Path, depth: usize) {
+        std::fs::create_dir_all(top).unwrap();
+        let mut dir = RootDir::open(top).unwrap().root();
+        for _ in 0..depth {
+            dir.mkdir(OsStr::new("d"), 0o755).unwrap();
+            dir = dir.open_subdir(OsStr::new("d")).unwrap();
+        }
+        dir.create_file(OsStr::new("leaf"), 0o644).unwrap();
+    }
+
+    #[test]
+    fn removal_needs_few_descriptors_whatever_the_depth() {
+        with_fd_limit(
+            "fsroot::tests::removal_needs_few_descriptors_whatever_the_depth",
+            64,
+            || {
+                let tmp = tempfile::tempdir().unwrap();
+                let host = tmp.path().join("host");
+                std::fs::create_dir(&host).unwrap();
+                std::fs::write(host.join("keep"), "host").unwrap();
+                let root = tmp.path().join("root");
+                deep_tree(&root.join("top"), 5000);
+                let r = RootDir::open(&root).unwrap();
+                let d = r.root();
+                // Symlinks to the host are removed, never followed, and
+                // read-only levels (0500) are still emptied.
+                let mut dir = d.open_subdir(OsStr::new("top")).unwrap();
+                for i in 0..4000 {
+                    dir = dir.open_subdir(OsStr::new("d")).unwrap();
+                    if i % 1000 == 10 {
+                        dir.symlink(OsStr::new("out"), host.as_os_str()).unwrap();
+                        dir.create_file(OsStr::new("f"), 0o600).unwrap();
+                        nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(0o500)).unwrap();
+                    }
+                }
+                drop(dir);
+                assert!(r.remove(&d, OsStr::new("top")).unwrap());
+                assert!(std::fs::read_dir(&root).unwrap().next().is_none());
+                assert_eq!(std::fs::read(host.join("keep")).unwrap(), b"host");
+
+                deep_tree(&root.join("again"), 5000);
+                remove_all(&root.join("again")).unwrap();
+                assert!(!root.join("again").exists());
+                remove_all(&root.join("again")).unwrap();
+            },
+        );
     }
 
     #[test]
