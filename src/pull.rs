@@ -199,7 +199,19 @@ where
             return Err(Error::Usage("layer download stopped".into()));
         };
         if let Err(e) = consume(&mut state, &layer, &mut reader) {
-            return Err(reader.take_failure().unwrap_or(e));
+            if let Some(failure) = reader.take_failure() {
+                return Err(failure);
+            }
+            // A layer refused as malformed may be one damaged on the way:
+            // its digests, checked at the end of the stream, tell which.
+            if let Error::Unpack { source, .. } = &e
+                && source.is_integrity()
+                && let Err(upstream) = reader.finish()
+                && upstream.kind() == crate::error::ErrorKind::Integrity
+            {
+                return Err(upstream);
+            }
+            return Err(e);
         }
         reader.finish()?;
     }

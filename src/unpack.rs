@@ -1,7 +1,8 @@
 //! Apply one layer's tar entries to a root directory, as the OCI image
 //! spec's `layer.md` says.
 //!
-//! The `tar` crate only parses; every filesystem change goes through
+//! Entries are read by our own tar reader ([`crate::tar`], Go's
+//! archive/tar as the reference); every filesystem change goes through
 //! [`RootDir`], which resolves parents inside the root and never follows
 //! the final component.
 //!
@@ -13,8 +14,12 @@
 //! - Missing parent directories are created (0755, owned by the caller).
 //! - Owners are the header's numeric ids (`lchown` semantics); the mode is
 //!   set after the owner (chown clears setuid), xattrs (PAX
-//!   `SCHILY.xattr.*`, `security.capability` included) after both, times
-//!   last. Directories are created owner-writable; their real mode and
+//!   `SCHILY.xattr.*` and `LIBARCHIVE.xattr.*`, `security.capability`
+//!   included) after both, times last.
+//! - Sparse files (GNU tar's old and PAX formats) are written with their
+//!   holes as holes. Regular (`0`), contiguous (`7`) and old GNU sparse
+//!   (`S`) entries are files; a type flag the spec does not know is
+//!   refused, as Docker and containerd refuse it. Directories are created owner-writable; their real mode and
 //!   times are applied at the end of the layer, after their contents, so
 //!   read-only directories still receive the layer's files.
 //! - Whiteouts (`.wh.NAME`, opaque `.wh..wh..opq`) remove content of lower
@@ -46,7 +51,7 @@
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -54,14 +59,13 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown};
-use tar::EntryType;
 
 use crate::fsroot::{DirFd, RootDir, clean_path, fset_xattr};
+use crate::tar::{self, Chunk, Header, Kind, TarError};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
-const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 const COPY_BUFFER: usize = 128 * 1024;
 
 /// How to apply a layer.
@@ -73,6 +77,8 @@ pub struct UnpackOptions {
     /// chown entries to the tar header's numeric uid/gid (default: true
     /// when running as root).
     pub preserve_owners: bool,
+    /// Caps on entries and on the bytes they add up to.
+    pub limits: tar::Limits,
 }
 
 impl Default for UnpackOptions {
@@ -80,6 +86,7 @@ impl Default for UnpackOptions {
         UnpackOptions {
             apply_whiteouts: true,
             preserve_owners: nix::unistd::geteuid().is_root(),
+            limits: tar::Limits::default(),
         }
     }
 }
@@ -99,9 +106,9 @@ pub struct LayerStats {
 /// entry's path as written in the layer.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    /// The tar stream itself is malformed or truncated.
-    #[error("malformed layer tar: {0}")]
-    Tar(#[source] io::Error),
+    /// The tar stream itself is malformed or truncated, or over a limit.
+    #[error("{0}")]
+    Tar(#[source] TarError),
     /// An entry cannot be applied as written (bad header field, hardlink to
     /// a missing file, a parent that is not a directory...).
     #[error("{}: malformed entry: {reason}", path.display())]
@@ -131,6 +138,26 @@ impl UnpackError {
     /// for local I/O trouble.
     pub fn is_integrity(&self) -> bool {
         !matches!(self, UnpackError::Io { .. })
+    }
+
+    /// The library error for this failure of layer `digest`. A limit is
+    /// reported as the decompressor reports it, whichever saw it first.
+    pub fn into_error(self, digest: &str) -> crate::Error {
+        use crate::layer::IntegrityError;
+        let digest = digest.to_string();
+        match self {
+            UnpackError::Tar(TarError::TooLarge { limit }) => {
+                crate::Error::Integrity(IntegrityError::TooLarge {
+                    what: "uncompressed layer",
+                    digest,
+                    limit,
+                })
+            }
+            UnpackError::Tar(TarError::TooManyEntries { limit }) => {
+                crate::Error::Integrity(IntegrityError::TooManyEntries { digest, limit })
+            }
+            source => crate::Error::Unpack { digest, source },
+        }
     }
 }
 
@@ -173,11 +200,10 @@ pub fn apply_layer<R: Read>(
     layer: R,
     opts: &UnpackOptions,
 ) -> Result<LayerStats, UnpackError> {
-    let mut archive = tar::Archive::new(layer);
+    let mut reader = tar::Reader::new(layer, opts.limits);
     let mut applier = Applier::new(root, opts);
-    for entry in archive.entries().map_err(UnpackError::Tar)? {
-        let mut entry = entry.map_err(UnpackError::Tar)?;
-        applier.apply(&mut entry)?;
+    while let Some(header) = reader.next_entry().map_err(UnpackError::Tar)? {
+        applier.apply(&header, &mut reader)?;
     }
     applier.finish()?;
     Ok(applier.stats)
@@ -229,15 +255,13 @@ impl<'a> Applier<'a> {
         }
     }
 
-    fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
-        self.stats.entries += 1;
-        let raw = entry.path_bytes().into_owned();
-        let shown = PathBuf::from(OsString::from_vec(raw.clone()));
-        let path = clean_path(&raw).map_err(|reason| hostile(&shown, reason))?;
-        let mut kind = entry.header().entry_type();
-        if kind.is_pax_global_extensions() {
+    fn apply<R: Read>(&mut self, h: &Header, reader: &mut tar::Reader<R>) -> Result<()> {
+        if h.kind == Kind::GlobalExtension {
             return Ok(());
         }
+        self.stats.entries += 1;
+        let shown = PathBuf::from(OsString::from_vec(h.name.clone()));
+        let path = clean_path(&h.name).map_err(|reason| hostile(&shown, reason))?;
         if self.opts.apply_whiteouts
             && let Some(name) = path.file_name()
             && name.as_bytes().starts_with(WHITEOUT_PREFIX)
@@ -245,34 +269,34 @@ impl<'a> Applier<'a> {
             self.stats.whiteouts += 1;
             return self.whiteout(&path, name.as_bytes());
         }
-        // Old tars mark directories only by a trailing slash.
-        if kind == EntryType::Regular && raw.ends_with(b"/") {
-            kind = EntryType::Directory;
-        }
-        if path.as_os_str().is_empty() && kind != EntryType::Directory {
+        if path.as_os_str().is_empty() && h.kind != Kind::Directory {
             return Err(hostile(&shown, "entry would replace the root directory"));
         }
-        let meta = read_meta(entry, &path)?;
-        match kind {
-            EntryType::Directory => self.directory(&path, &meta)?,
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.regular(&path, entry, &meta)?
+        let meta = read_meta(h, &path)?;
+        let link = || {
+            if h.link_name.is_empty() {
+                return Err(malformed(&path, "link without a target"));
             }
-            EntryType::Symlink => {
-                let target = link_target(entry, &path)?;
-                self.symlink(&path, &target, &meta)?
+            Ok(OsStr::from_bytes(&h.link_name))
+        };
+        match h.kind {
+            Kind::Directory => self.directory(&path, &meta)?,
+            Kind::Regular | Kind::Contiguous | Kind::GnuSparse => {
+                self.regular(&path, h, reader, &meta)?
             }
-            EntryType::Link => {
-                let target = link_target(entry, &path)?;
-                self.hardlink(&path, target.as_bytes())?
-            }
-            EntryType::Char => self.node(&path, SFlag::S_IFCHR, device(entry, &path)?, &meta)?,
-            EntryType::Block => self.node(&path, SFlag::S_IFBLK, device(entry, &path)?, &meta)?,
-            EntryType::Fifo => self.node(&path, SFlag::S_IFIFO, 0, &meta)?,
-            other => {
+            Kind::Symlink => self.symlink(&path, link()?, &meta)?,
+            Kind::Link => self.hardlink(&path, link()?.as_bytes())?,
+            Kind::Char => self.node(&path, SFlag::S_IFCHR, device(h, &path)?, &meta)?,
+            Kind::Block => self.node(&path, SFlag::S_IFBLK, device(h, &path)?, &meta)?,
+            Kind::Fifo => self.node(&path, SFlag::S_IFIFO, 0, &meta)?,
+            Kind::GlobalExtension | Kind::Other(_) => {
+                let flag = h.kind.flag();
                 return Err(malformed(
                     &path,
-                    format!("unsupported entry type {other:?}"),
+                    format!(
+                        "unsupported entry type {} ({flag:#04x})",
+                        crate::escape::bytes(&[flag])
+                    ),
                 ));
             }
         }
@@ -460,39 +484,44 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
+    /// A regular file's content, a sparse file's holes left as holes.
     fn regular<R: Read>(
         &mut self,
         path: &Path,
-        entry: &mut tar::Entry<'_, R>,
+        h: &Header,
+        reader: &mut tar::Reader<R>,
         meta: &Meta,
     ) -> Result<()> {
         let (_, _, file) = self.create_new(path, |d, n| d.create_file(n, 0o600))?;
         let mut file = file.map_err(io_err(path, "creating file"))?;
-        let mut written = 0;
+        let read_err = |e: TarError| UnpackError::Read {
+            path: path.to_path_buf(),
+            source: e.into(),
+        };
+        // Where the file's cursor is: a hole moves the next write on.
+        let mut cursor = 0;
         loop {
-            let n = match entry.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(UnpackError::Read {
-                        path: path.to_path_buf(),
-                        source,
-                    });
+            match reader.read_chunk(&mut self.buf).map_err(read_err)? {
+                Chunk::Data { offset, len } => {
+                    if offset != cursor {
+                        file.seek(SeekFrom::Start(offset))
+                            .map_err(io_err(path, "seeking past a hole"))?;
+                    }
+                    file.write_all(&self.buf[..len])
+                        .map_err(io_err(path, "writing file"))?;
+                    cursor = offset + len as u64;
+                    self.stats.bytes += len as u64;
                 }
-            };
-            file.write_all(&self.buf[..n])
-                .map_err(io_err(path, "writing file"))?;
-            written += n as u64;
+                Chunk::Hole { .. } => {}
+                Chunk::End => break,
+            }
         }
-        // A truncated stream ends the entry early without an error.
-        if written != entry.size() {
-            return Err(UnpackError::Read {
-                path: path.to_path_buf(),
-                source: io::ErrorKind::UnexpectedEof.into(),
-            });
+        // A trailing hole: the size without the blocks.
+        let size = u64::try_from(h.size).unwrap_or(0);
+        if cursor < size {
+            file.set_len(size)
+                .map_err(io_err(path, "extending a sparse file"))?;
         }
-        self.stats.bytes += written;
         self.fd_owner(&file, path, meta)?;
         fchmod(&file, Mode::from_bits_truncate(meta.mode))
             .map_err(|e| io_err(path, "chmod")(e.into()))?;
@@ -647,102 +676,30 @@ impl<'a> Applier<'a> {
     }
 }
 
-fn link_target<R: Read>(entry: &tar::Entry<'_, R>, path: &Path) -> Result<OsString> {
-    entry
-        .link_name_bytes()
-        .map(|t| OsString::from_vec(t.into_owned()))
-        .ok_or_else(|| malformed(path, "link without a target"))
+fn device(h: &Header, path: &Path) -> Result<libc::dev_t> {
+    let number = |n: i64| {
+        u32::try_from(n).map_err(|_| malformed(path, format!("device number {n} out of range")))
+    };
+    Ok(libc::makedev(number(h.dev_major)?, number(h.dev_minor)?))
 }
 
-fn device<R: Read>(entry: &tar::Entry<'_, R>, path: &Path) -> Result<libc::dev_t> {
-    let h = entry.header();
-    let bad = |e: io::Error| malformed(path, format!("device number: {e}"));
-    match (
-        h.device_major().map_err(bad)?,
-        h.device_minor().map_err(bad)?,
-    ) {
-        (Some(major), Some(minor)) => Ok(libc::makedev(major, minor)),
-        _ => Err(malformed(path, "device entry without device numbers")),
-    }
-}
-
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, path: &Path) -> Result<Meta> {
-    let h = entry.header();
-    let field = |name: &'static str| move |e: io::Error| malformed(path, format!("{name}: {e}"));
-    let mode = h.mode().map_err(field("mode"))? & 0o7777;
-    let id = |v: u64, name: &str| {
+fn read_meta(h: &Header, path: &Path) -> Result<Meta> {
+    let id = |v: i64, name: &str| {
         u32::try_from(v).map_err(|_| malformed(path, format!("{name} {v} out of range")))
     };
-    let uid = id(h.uid().map_err(field("uid"))?, "uid")?;
-    let gid = id(h.gid().map_err(field("gid"))?, "gid")?;
-    let secs = h.mtime().map_err(field("mtime"))?;
-    let secs = i64::try_from(secs).map_err(|_| malformed(path, "mtime out of range"))?;
-    let mut mtime = TimeSpec::new(secs, 0);
-    let mut atime = None;
-    let mut xattrs = Vec::new();
-    if let Some(exts) = entry.pax_extensions().map_err(field("PAX header"))? {
-        for ext in exts {
-            let ext = ext.map_err(field("PAX record"))?;
-            let key = ext.key_bytes();
-            let value = ext.value_bytes();
-            let time = || parse_pax_time(value).ok_or_else(|| malformed(path, "bad PAX time"));
-            if let Some(name) = key.strip_prefix(XATTR_PREFIX) {
-                xattrs.push((OsString::from_vec(name.to_vec()), value.to_vec()));
-            } else if key == b"mtime" {
-                mtime = time()?;
-            } else if key == b"atime" {
-                atime = Some(time()?);
-            }
-        }
-    }
+    let time = |t: tar::Time| TimeSpec::new(t.secs, i64::from(t.nanos));
+    let mtime = time(h.mtime);
     Ok(Meta {
-        mode,
-        uid,
-        gid,
-        atime: atime.unwrap_or(mtime),
+        // The permission bits only: some writers add the type bits.
+        mode: (h.mode & 0o7777) as u32,
+        uid: id(h.uid, "uid")?,
+        gid: id(h.gid, "gid")?,
+        atime: h.atime.map_or(mtime, time),
         mtime,
-        xattrs,
+        xattrs: h
+            .xattrs()
+            .into_iter()
+            .map(|(k, v)| (OsString::from_vec(k), v))
+            .collect(),
     })
-}
-
-/// A PAX time: decimal seconds, maybe negative, maybe with a fraction.
-fn parse_pax_time(value: &[u8]) -> Option<TimeSpec> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (negative, text) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let secs: i64 = whole.parse().ok()?;
-    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-    let nanos: i64 = digits.parse().ok()?;
-    Some(match (negative, nanos) {
-        (false, _) => TimeSpec::new(secs, nanos),
-        (true, 0) => TimeSpec::new(-secs, 0),
-        (true, _) => TimeSpec::new(-secs - 1, 1_000_000_000 - nanos),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pax_times() {
-        let t = |s: &str| parse_pax_time(s.as_bytes()).map(|t| (t.tv_sec(), t.tv_nsec()));
-        assert_eq!(t("1700000000"), Some((1_700_000_000, 0)));
-        assert_eq!(t("1700000000.5"), Some((1_700_000_000, 500_000_000)));
-        assert_eq!(t("12.1234567891"), Some((12, 123_456_789)));
-        assert_eq!(t("-12.5"), Some((-13, 500_000_000)));
-        assert_eq!(t("-3"), Some((-3, 0)));
-        assert_eq!(t("x"), None);
-        assert_eq!(t("1.2.3"), None);
-        assert_eq!(t(""), None);
-    }
 }

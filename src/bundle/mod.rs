@@ -55,14 +55,14 @@ pub async fn create(
     let rootfs = staged.path().join("rootfs");
     std::fs::create_dir(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
     let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
-    let unpack_opts = opts.unpack.clone();
+    let unpack_opts = UnpackOptions {
+        limits: registry.layer_limits(),
+        ..opts.unpack.clone()
+    };
     let root = pull::each_layer(registry, image, root, move |root, layer, reader| {
         unpack::apply_layer(root, reader, &unpack_opts)
             .map(|_| ())
-            .map_err(|source| Error::Unpack {
-                digest: layer.digest.to_string(),
-                source,
-            })
+            .map_err(|source| source.into_error(&layer.digest.to_string()))
     })
     .await?;
     let passwd = read_accounts(&root, "/etc/passwd")?;

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::image::ResolvedImage;
 use crate::reference::ImageRef;
+use crate::tar::{Limits, TarError};
 
 /// Names of the files in a docker-save image, derived from the image.
 pub struct Layout {
@@ -103,14 +104,17 @@ impl<W: Write + Seek> TarWriter<W> {
         Ok(())
     }
 
-    /// Add a file whose content is streamed from `reader`; returns its size.
-    /// Read and write failures are told apart: the first is the source's
-    /// fault, the second the output's.
-    pub fn add_stream(&mut self, name: &str, reader: &mut impl Read) -> Result<u64, CopyError> {
+    /// Add a file whose content `fill` streams into the output (with
+    /// [`copy`] or [`copy_layer`]); returns its size.
+    pub fn add_stream(
+        &mut self,
+        name: &str,
+        fill: impl FnOnce(&mut W) -> Result<u64, CopyError>,
+    ) -> Result<u64, CopyError> {
         self.add_parent_dirs(name).map_err(CopyError::Write)?;
         let header_at = self.out.stream_position().map_err(CopyError::Write)?;
         self.out.write_all(&[0u8; 512]).map_err(CopyError::Write)?;
-        let size = copy(reader, &mut self.out)?;
+        let size = fill(&mut self.out)?;
         self.patch_header(name, header_at, size)
             .map_err(CopyError::Write)?;
         self.files.insert(name.to_string());
@@ -156,11 +160,63 @@ impl<W: Write + Seek> TarWriter<W> {
     }
 }
 
-/// A failed streamed copy: reading the source or writing the output.
+/// A failed streamed copy: reading the source, writing the output, or
+/// (for a layer) what the tar reader refused.
 #[derive(Debug)]
 pub enum CopyError {
     Read(io::Error),
     Write(io::Error),
+    Tar(TarError),
+}
+
+/// Copy a layer's uncompressed tar from `reader` to `out` while our tar
+/// reader walks its headers, so that a layer a bundle would refuse to read
+/// (malformed, or over the `limits`) is refused here too. The bytes written
+/// are exactly the bytes read, trailing bytes included.
+pub fn copy_layer(
+    reader: &mut impl Read,
+    out: &mut impl Write,
+    limits: Limits,
+) -> Result<u64, CopyError> {
+    let mut tee = Tee {
+        reader,
+        out,
+        written: 0,
+        failed: None,
+    };
+    let walked = crate::tar::Reader::new(&mut tee, limits).skim().map(drop);
+    let drained = walked.and_then(|()| {
+        io::copy(&mut tee, &mut io::sink())
+            .map(drop)
+            .map_err(TarError::Io)
+    });
+    match (tee.failed.take(), drained) {
+        (Some(write), _) => Err(CopyError::Write(write)),
+        (None, Err(TarError::Io(read))) => Err(CopyError::Read(read)),
+        (None, Err(tar)) => Err(CopyError::Tar(tar)),
+        (None, Ok(())) => Ok(tee.written),
+    }
+}
+
+/// Passes what is read on to `out`; a write failure is kept aside, so that
+/// it is not mistaken for a failure of the source.
+struct Tee<'a, R, W> {
+    reader: &'a mut R,
+    out: &'a mut W,
+    written: u64,
+    failed: Option<io::Error>,
+}
+
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            self.failed = Some(e);
+            return Err(io::Error::other("writing the output failed"));
+        }
+        self.written += n as u64;
+        Ok(n)
+    }
 }
 
 /// `io::copy`, telling read errors from write errors.
@@ -201,9 +257,12 @@ mod tests {
         let mut w = TarWriter::new(Cursor::new(Vec::new()));
         w.add_file("abc.json", b"{}").unwrap();
         let big = vec![7u8; 100_000];
-        let n = w.add_stream("d1/layer.tar", &mut &big[..]).unwrap();
+        let n = w
+            .add_stream("d1/layer.tar", |out| copy(&mut &big[..], out))
+            .unwrap();
         assert_eq!(n, 100_000);
-        w.add_stream("d2/layer.tar", &mut &b""[..]).unwrap();
+        w.add_stream("d2/layer.tar", |out| copy(&mut &b""[..], out))
+            .unwrap();
         let bytes = w.finish().unwrap().into_inner();
         let mut ar = tar::Archive::new(&bytes[..]);
         let mut seen = Vec::new();

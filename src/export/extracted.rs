@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use crate::digest::{Digest, VerifyingReader, integrity_cause};
 use crate::fsroot::RootDir;
 use crate::image::{LayerRef, ResolvedImage};
+use crate::layer::LayerLimits;
 use crate::output::Staged;
 use crate::pull;
 use crate::registry::Registry;
@@ -92,7 +93,8 @@ async fn extract_plain(
         let merged = root.join(MERGED_DIR);
         fs::create_dir(&merged).map_err(|e| Error::io(&merged, e))?;
         let all = image.layers.clone();
-        let layer_dirs = blocking(move || expand(&root, &layers, &all, &merged)).await?;
+        let limits = registry.layer_limits();
+        let layer_dirs = blocking(move || expand(&root, &layers, &all, &merged, limits)).await?;
         for layer_dir in layer_dirs {
             layer_dir.commit()?;
         }
@@ -134,7 +136,8 @@ async fn extract_shared(
             image.layers.clone(),
             staged.path().to_path_buf(),
         );
-        let built = blocking(move || expand(&d, &todo, &all, &m)).await?;
+        let limits = registry.layer_limits();
+        let built = blocking(move || expand(&d, &todo, &all, &m, limits)).await?;
         layer_dirs = built
             .into_iter()
             .map(|s| {
@@ -198,23 +201,21 @@ async fn fetch_layers(
     let mut subset = image.clone();
     subset.layers = layers;
     let dir = dir.to_path_buf();
+    let limits = registry.layer_limits();
     pull::each_layer(registry, &subset, (), move |_, layer, reader| {
         let target = dir.join(docker_save::layer_path(layer.diff_id.hex()));
         let parent = target.parent().unwrap_or(&dir);
         fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         let (staged, file) = Staged::file(&target)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        let written = docker_save::copy(reader, &mut out).and_then(|_| {
+        let written = docker_save::copy_layer(reader, &mut out, limits).and_then(|_| {
             out.into_inner()
                 .map(drop)
                 .map_err(|e| CopyError::Write(e.into_error()))
         });
-        match written {
-            // The stream ends only after the layer verified in full.
-            Ok(()) => staged.commit(),
-            Err(CopyError::Read(e)) => Err(reader.classify(e)),
-            Err(CopyError::Write(e)) => Err(Error::io(staged.path(), e)),
-        }
+        // The stream ends only after the layer verified in full.
+        super::copied(written, reader, layer, staged.path())?;
+        staged.commit()
     })
     .await
 }
@@ -268,12 +269,13 @@ fn expand(
     per_layer: &[LayerRef],
     layers: &[LayerRef],
     merged: &Path,
+    limits: LayerLimits,
 ) -> Result<Vec<Staged>> {
     let mut staged = Vec::new();
     for layer in per_layer {
         let tree = Staged::dir(&layer_dir(dir, &layer.diff_id), true)?;
         let root = RootDir::open(tree.path()).map_err(|e| Error::io(tree.path(), e))?;
-        match apply_local(&root, dir, layer, false) {
+        match apply_local(&root, dir, layer, false, limits) {
             Ok(()) => staged.push(tree),
             // A layer may hardlink a lower layer's file: alone it cannot be
             // built. The merged tree still has it; the layer.tar is intact.
@@ -290,19 +292,26 @@ fn expand(
     }
     let root = RootDir::open(merged).map_err(|e| Error::io(merged, e))?;
     for layer in layers {
-        apply_local(&root, dir, layer, true)?;
+        apply_local(&root, dir, layer, true, limits)?;
     }
     Ok(staged)
 }
 
 /// Apply the local `layer.tar` of `layer` to `root`, checking its diff_id
 /// as it is read (a file changed since it was verified fails the layer).
-fn apply_local(root: &RootDir, dir: &Path, layer: &LayerRef, whiteouts: bool) -> Result<()> {
+fn apply_local(
+    root: &RootDir,
+    dir: &Path,
+    layer: &LayerRef,
+    whiteouts: bool,
+    limits: LayerLimits,
+) -> Result<()> {
     let path = dir.join(docker_save::layer_path(layer.diff_id.hex()));
     let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
     let mut reader = verifying(file, &layer.diff_id);
     let opts = UnpackOptions {
         apply_whiteouts: whiteouts,
+        limits,
         ..UnpackOptions::default()
     };
     let applied = unpack::apply_layer(root, &mut reader, &opts);
@@ -313,10 +322,7 @@ fn apply_local(root: &RootDir, dir: &Path, layer: &LayerRef, whiteouts: bool) ->
     {
         return Err(Error::Integrity(cause.clone()));
     }
-    applied.map_err(|source| Error::Unpack {
-        digest: layer.digest.to_string(),
-        source,
-    })?;
+    applied.map_err(|source| source.into_error(&layer.digest.to_string()))?;
     drained.map_err(|e| Error::io(&path, e))
 }
 

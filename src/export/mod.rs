@@ -35,20 +35,16 @@ pub async fn docker_tarball(
         .add_file(&layout.config, &image.config_bytes)
         .map_err(&io_err)?;
     let tmp = staged.path().to_path_buf();
+    let limits = registry.layer_limits();
     let mut writer = pull::each_layer(registry, image, writer, move |w, layer, reader| {
         let name = docker_save::layer_path(layer.diff_id.hex());
-        let mut sink = std::io::sink();
         let result = if w.contains(&name) {
             // The same layer twice in one image: verify it, store it once.
-            docker_save::copy(reader, &mut sink)
+            docker_save::copy_layer(reader, &mut std::io::sink(), limits)
         } else {
-            w.add_stream(&name, reader)
+            w.add_stream(&name, |out| docker_save::copy_layer(reader, out, limits))
         };
-        match result {
-            Ok(_) => Ok(()),
-            Err(CopyError::Read(e)) => Err(reader.classify(e)),
-            Err(CopyError::Write(e)) => Err(Error::io(&tmp, e)),
-        }
+        copied(result.map(drop), reader, layer, &tmp)
     })
     .await?;
     writer
@@ -60,4 +56,21 @@ pub async fn docker_tarball(
     let file = writer.finish().map_err(&io_err)?;
     file.into_inner().map_err(|e| io_err(e.into_error()))?;
     staged.commit()
+}
+
+/// The library error for a failed layer copy.
+fn copied(
+    result: std::result::Result<(), CopyError>,
+    reader: &mut pull::LayerReader,
+    layer: &crate::image::LayerRef,
+    output: &Path,
+) -> Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(CopyError::Read(e)) => Err(reader.classify(e)),
+        Err(CopyError::Write(e)) => Err(Error::io(output, e)),
+        Err(CopyError::Tar(e)) => {
+            Err(crate::unpack::UnpackError::Tar(e).into_error(&layer.digest.to_string()))
+        }
+    }
 }

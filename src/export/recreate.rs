@@ -16,7 +16,7 @@ use crate::registry::CONFIG_LIMIT;
 use crate::{Error, Result};
 
 use super::catalog::{self, Catalog, CatalogEntry};
-use super::docker_save::{CopyError, Layout, TarWriter};
+use super::docker_save::{self, CopyError, Layout, TarWriter};
 
 /// A manifest file larger than this is not one occystrap wrote.
 const MANIFEST_LIMIT: u64 = 16 * 1024 * 1024;
@@ -185,7 +185,7 @@ fn copy_layer(
         diff_id.clone(),
         None,
     );
-    match writer.add_stream(name, &mut reader) {
+    match writer.add_stream(name, |out| docker_save::copy(&mut reader, out)) {
         Ok(_) => Ok(()),
         Err(CopyError::Read(e)) => Err(match integrity_cause(&e) {
             Some(cause) => {
@@ -198,6 +198,7 @@ fn copy_layer(
             None => Error::io(&path, e),
         }),
         Err(CopyError::Write(e)) => Err(Error::io(tmp, e)),
+        Err(CopyError::Tar(e)) => Err(Error::io(&path, e.into())),
     }
 }
 
