@@ -12,6 +12,7 @@
 //! The threat is the content of an image, not a concurrent process: the
 //! root is a directory this process owns while it writes it.
 
+use std::collections::VecDeque;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
@@ -74,6 +75,119 @@ pub struct RootDir {
 
 fn errno_io(e: Errno) -> io::Error {
     io::Error::from(e)
+}
+
+/// Symlinks followed in one walk before it is a loop (the kernel's
+/// MAXSYMLINKS).
+const MAX_SYMLINKS: usize = 40;
+
+/// Why a path does not resolve inside the root: what stopped the walk, and
+/// where (after symlinks). It travels inside an [`io::Error`]; read its
+/// errno with [`errno_of`].
+#[derive(Debug)]
+pub struct ResolveError {
+    errno: Errno,
+    /// In-root path where the walk stopped, as reached.
+    at: PathBuf,
+    /// The last symlink followed before: its in-root path and target.
+    via: Option<(PathBuf, OsString)>,
+    /// The walk stopped inside that symlink's target.
+    in_target: bool,
+    what: &'static str,
+}
+
+impl ResolveError {
+    fn new(errno: Errno, dir: &Path, name: &OsStr, what: &'static str) -> Self {
+        ResolveError {
+            errno,
+            at: dir.join(name),
+            via: None,
+            in_target: false,
+            what,
+        }
+    }
+}
+
+impl std::fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::escape;
+        write!(f, "/{}: {}", escape::path(&self.at), self.what)?;
+        if let Some((link, target)) = &self.via {
+            let dangling = if self.errno == Errno::ENOENT && self.in_target {
+                "dangling "
+            } else {
+                ""
+            };
+            write!(
+                f,
+                " (reached through {dangling}symlink /{} -> {})",
+                escape::path(link),
+                escape::bytes(target.as_bytes())
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ResolveError {}
+
+impl From<ResolveError> for io::Error {
+    fn from(e: ResolveError) -> Self {
+        io::Error::new(io::Error::from(e.errno).kind(), e)
+    }
+}
+
+/// The errno of an error from this module: the OS error's, or the one a
+/// [`ResolveError`] carries.
+pub fn errno_of(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ResolveError>())
+            .map(|r| r.errno as i32)
+    })
+}
+
+/// The components of a path as written (`.`, `..` and empty ones kept).
+fn components(raw: &[u8]) -> impl DoubleEndedIterator<Item = OsString> + '_ {
+    raw.split(|b| *b == b'/')
+        .map(|c| OsString::from_vec(c.to_vec()))
+}
+
+/// Called at a name that does not exist: when the rest of the path (`todo`)
+/// climbs back out of it with `..`, drop that part of `todo` and say so.
+/// Below a missing name nothing exists, so this is decided by the names
+/// alone, without making the directories they pass through.
+fn climbs_back(todo: &mut VecDeque<OsString>) -> bool {
+    let mut depth = 1usize;
+    for (i, c) in todo.iter().enumerate() {
+        match c.as_bytes() {
+            b"" | b"." => {}
+            b".." => {
+                depth -= 1;
+                if depth == 0 {
+                    todo.drain(..=i);
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+fn join(parts: &[OsString]) -> PathBuf {
+    parts.iter().collect()
+}
+
+/// What a file type is, for "not a directory" messages.
+fn type_name(kind: libc::mode_t) -> &'static str {
+    match kind {
+        libc::S_IFREG => "is a regular file, not a directory",
+        libc::S_IFCHR | libc::S_IFBLK => "is a device, not a directory",
+        libc::S_IFIFO => "is a FIFO, not a directory",
+        libc::S_IFSOCK => "is a socket, not a directory",
+        _ => "is not a directory",
+    }
 }
 
 fn cstring(name: &OsStr) -> io::Result<CString> {
@@ -182,31 +296,134 @@ impl RootDir {
             return Ok((dir.clone(), name));
         }
         let dir = match self.open_dir(parent) {
-            Err(e) if create && e.raw_os_error() == Some(libc::ENOENT) => self.make_dirs(parent)?,
-            other => other?,
+            Ok(dir) => dir,
+            // The kernel's walk stopped: walk again a component at a time,
+            // to create what is missing or to say what stopped it.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                self.walk(parent, create)?
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+                return Err(ResolveError::new(
+                    Errno::ENAMETOOLONG,
+                    Path::new(""),
+                    parent.as_os_str(),
+                    "name too long",
+                )
+                .into());
+            }
+            Err(e) => return Err(e),
         };
         *cache = Some((parent.to_path_buf(), dir.clone()));
         Ok((dir, name))
     }
 
-    /// `mkdir -p` inside the root.
-    fn make_dirs(&self, path: &Path) -> io::Result<DirFd> {
-        match self.open_dir(path) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            other => return other,
+    /// Resolve directory `path` inside the root one component at a time,
+    /// as the kernel does (symlinks absolute or relative, `..` never above
+    /// the root), with two differences that make legitimate layers apply
+    /// as Docker and containerd apply them:
+    /// - with `create`, a missing directory is made (0755), also where a
+    ///   symlink points to a path that does not exist yet (`var/run ->
+    ///   /run` with no `/run`): it is made at the symlink's target, inside
+    ///   the root;
+    /// - below a missing name nothing exists, so a `..` that climbs back
+    ///   out of it is taken by the names (as containerd cleans link targets):
+    ///   nothing is made that the path only passes through.
+    ///
+    /// Failures are [`ResolveError`]s naming where the walk stopped and why.
+    fn walk(&self, path: &Path, create: bool) -> io::Result<DirFd> {
+        let mut todo: VecDeque<OsString> = components(path.as_os_str().as_bytes()).collect();
+        let mut cur = self.root();
+        // The real directories from the root to `cur`, for messages and to
+        // know whether `..` may climb.
+        let mut at: Vec<OsString> = Vec::new();
+        // The last symlink followed, and how many components `todo` had
+        // left before its target's: fewer left means past its target.
+        let mut via: Option<(PathBuf, OsString, usize)> = None;
+        let mut links = 0;
+        let mut retries = 0;
+        while let Some(part) = todo.pop_front() {
+            match part.as_bytes() {
+                b"" | b"." => continue,
+                b".." => {
+                    // At the root, `..` is the root (RESOLVE_IN_ROOT).
+                    if at.pop().is_some() {
+                        cur = cur.open_parent()?;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let left = todo.len();
+            let fail = |errno: Errno, what: &'static str| -> io::Error {
+                let mut e = ResolveError::new(errno, &join(&at), &part, what);
+                if let Some((link, target, rest)) = &via {
+                    e.via = Some((link.clone(), target.clone()));
+                    e.in_target = left >= *rest;
+                }
+                e.into()
+            };
+            match fstatat(&cur, part.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => match st.st_mode & libc::S_IFMT {
+                    libc::S_IFDIR => {
+                        cur = cur.open_subdir(&part)?;
+                        at.push(part);
+                    }
+                    libc::S_IFLNK => {
+                        links += 1;
+                        if links > MAX_SYMLINKS {
+                            return Err(fail(Errno::ELOOP, "symlink loop (more than 40 symlinks)"));
+                        }
+                        let target =
+                            nix::fcntl::readlinkat(&cur, part.as_os_str()).map_err(errno_io)?;
+                        let mut link = join(&at);
+                        link.push(&part);
+                        if target.as_bytes().starts_with(b"/") {
+                            cur = self.root();
+                            at.clear();
+                        }
+                        let rest = todo.len();
+                        for c in components(target.as_bytes()).rev() {
+                            todo.push_front(c);
+                        }
+                        via = Some((link, target, rest));
+                    }
+                    kind => return Err(fail(Errno::ENOTDIR, type_name(kind))),
+                },
+                Err(Errno::ENOENT) => {
+                    if climbs_back(&mut todo) {
+                        continue;
+                    }
+                    if !create {
+                        return Err(fail(Errno::ENOENT, "does not exist"));
+                    }
+                    match mkdirat(&cur, part.as_os_str(), Mode::from_bits_truncate(0o755)) {
+                        Ok(()) => {
+                            let dir = cur.open_subdir(&part)?;
+                            // Not subject to the umask: implicit directories
+                            // are 0755, as Docker makes them.
+                            nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(0o755))
+                                .map_err(errno_io)?;
+                            cur = dir;
+                            at.push(part);
+                        }
+                        // Made meanwhile: look again.
+                        Err(Errno::EEXIST) if retries < 8 => {
+                            retries += 1;
+                            todo.push_front(part);
+                        }
+                        Err(e) => return Err(errno_io(e)),
+                    }
+                }
+                Err(e @ Errno::ENAMETOOLONG) => return Err(fail(e, "name too long")),
+                Err(e) => return Err(errno_io(e)),
+            }
         }
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return self.open_dir(path);
-        };
-        let parent = self.make_dirs(parent)?;
-        match mkdirat(&parent, name, Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(errno_io(e)),
-        }
-        let dir = parent.open_subdir(name)?;
-        // Not subject to the umask: implicit directories are 0755.
-        nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(0o755)).map_err(errno_io)?;
-        Ok(dir)
+        Ok(cur)
     }
 
     /// Remove `name` in `dir` whatever it is (directories recursively,

@@ -36,11 +36,16 @@
 //! | a non-directory entry at the root itself (`./`) | refused: [`UnpackError::Hostile`] |
 //! | absolute entry path `/x` | confined: written at `<root>/x` |
 //! | `a/../b` | confined: cleaned to `b` |
-//! | a path through a symlink (absolute, relative, chained; from any layer) | confined: resolved as if the root were `/` (so `var/run -> /run` then `var/run/x` writes `<root>/run/x`); when the in-root target is missing or not a directory the entry fails with [`UnpackError::Malformed`] |
+//! | a path through a symlink (absolute, relative, chained; from any layer) | confined: resolved as if the root were `/` (so `var/run -> /run` then `var/run/x` writes `<root>/run/x`) |
+//! | a path through a symlink whose in-root target is missing (`var/run -> /run`, no `/run`) | confined: the missing directories are made inside the root (0755), as Docker and containerd make them; a `..` that climbs back out of a missing name is taken by the names, so nothing is made that the path only passes through |
+//! | a path through a file, a symlink to a file or a symlink loop | refused: [`UnpackError::Malformed`], naming the file or the loop and the symlink that led there |
+//! | a name longer than NAME_MAX or a path longer than PATH_MAX | refused: [`UnpackError::Malformed`] |
 //! | an entry at a path holding a symlink | confined: the symlink is replaced, its target untouched |
-//! | hardlink to `/abs` or through symlinks | confined: the target is looked up inside the root; a missing target or a directory fails with [`UnpackError::Malformed`] |
+//! | hardlink to `/abs` or through symlinks | confined: the target is looked up inside the root; a missing target (a dangling symlink on the way included) or a directory fails with [`UnpackError::Malformed`] |
 //! | hardlink to a symlink | confined: links the symlink itself |
 //! | whiteout through a symlink | confined: resolved inside the root; the final name is removed, never followed |
+//! | names with control characters or bytes that are not UTF-8 | applied as written; every message shows them escaped ([`crate::escape`]) |
+//! | a tree thousands of directories deep | applied; removing it (a whiteout, a replacement) needs a few descriptors, not one per level |
 //!
 //! # Not root
 //! Owners are kept only when asked (default: when running as root).
@@ -60,7 +65,8 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown};
 
-use crate::fsroot::{DirFd, RootDir, clean_path, fset_xattr};
+use crate::escape;
+use crate::fsroot::{self, DirFd, RootDir, clean_path, fset_xattr};
 use crate::tar::{self, Chunk, Header, Kind, TarError};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -111,20 +117,20 @@ pub enum UnpackError {
     Tar(#[source] TarError),
     /// An entry cannot be applied as written (bad header field, hardlink to
     /// a missing file, a parent that is not a directory...).
-    #[error("{}: malformed entry: {reason}", path.display())]
+    #[error("{}: malformed entry: {reason}", escape::path(path))]
     Malformed { path: PathBuf, reason: String },
     /// The entry tries to reach outside the root.
-    #[error("{}: refused hostile entry: {reason}", path.display())]
+    #[error("{}: refused hostile entry: {reason}", escape::path(path))]
     Hostile { path: PathBuf, reason: String },
     /// The entry's content could not be read from the layer stream.
-    #[error("{}: reading content from the layer: {source}", path.display())]
+    #[error("{}: reading content from the layer: {source}", escape::path(path))]
     Read {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// A local filesystem operation failed.
-    #[error("{}: {op}: {source}", path.display())]
+    #[error("{}: {op}: {source}", escape::path(path))]
     Io {
         path: PathBuf,
         op: &'static str,
@@ -163,11 +169,18 @@ impl UnpackError {
 
 type Result<T, E = UnpackError> = std::result::Result<T, E>;
 
+/// A failed filesystem operation on `path`. A symlink loop or a name too
+/// long is the layer's doing, not the host's: malformed.
 fn io_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> UnpackError {
-    move |source| UnpackError::Io {
-        path: path.to_path_buf(),
-        op,
-        source,
+    move |source| {
+        if errno_is(&source, &[libc::ELOOP, libc::ENAMETOOLONG]) {
+            return malformed(path, format!("{op}: {source}"));
+        }
+        UnpackError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
     }
 }
 
@@ -186,7 +199,7 @@ fn hostile(path: &Path, reason: impl Into<String>) -> UnpackError {
 }
 
 fn errno_is(e: &io::Error, codes: &[i32]) -> bool {
-    e.raw_os_error().is_some_and(|c| codes.contains(&c))
+    fsroot::errno_of(e).is_some_and(|c| codes.contains(&c))
 }
 
 fn is_dir(st: &FileStat) -> bool {
@@ -337,7 +350,8 @@ impl<'a> Applier<'a> {
         }
         let (dir, name) = match self.root.parent_of(path, false) {
             Ok(found) => found,
-            Err(e) if errno_is(&e, &[libc::ENOENT, libc::ENOTDIR]) => return Ok(()),
+            // Nothing there to remove (a symlink loop holds nothing either).
+            Err(e) if errno_is(&e, &[libc::ENOENT, libc::ENOTDIR, libc::ELOOP]) => return Ok(()),
             Err(e) => return Err(io_err(path, "resolving whiteout")(e)),
         };
         if let Some(parent) = path.parent() {
@@ -386,11 +400,19 @@ impl<'a> Applier<'a> {
     /// The parent directory of `path` (created if missing) and its name.
     fn parent<'p>(&mut self, path: &'p Path) -> Result<(DirFd, &'p OsStr)> {
         let (dir, name) = self.root.parent_of(path, true).map_err(|e| {
+            // The error says what stopped the walk: a file on the way, a
+            // symlink loop, a name too long.
             if errno_is(
                 &e,
-                &[libc::ENOTDIR, libc::EEXIST, libc::ELOOP, libc::ENOENT],
+                &[
+                    libc::ENOTDIR,
+                    libc::EEXIST,
+                    libc::ELOOP,
+                    libc::ENOENT,
+                    libc::ENAMETOOLONG,
+                ],
             ) {
-                malformed(path, format!("parent is not a directory in the root: {e}"))
+                malformed(path, format!("parent directory: {e}"))
             } else {
                 io_err(path, "opening parent directory")(e)
             }
@@ -540,16 +562,21 @@ impl<'a> Applier<'a> {
     }
 
     fn hardlink(&mut self, path: &Path, target_raw: &[u8]) -> Result<()> {
-        let shown = String::from_utf8_lossy(target_raw);
+        let shown = escape::bytes(target_raw);
         let target = clean_path(target_raw)
-            .map_err(|reason| hostile(path, format!("hardlink target {shown:?}: {reason}")))?;
+            .map_err(|reason| hostile(path, format!("hardlink target \"{shown}\": {reason}")))?;
         if target.as_os_str().is_empty() {
             return Err(hostile(path, "hardlink to the root directory"));
         }
-        let missing = || malformed(path, format!("hardlink target {shown:?} does not exist"));
+        let missing = || malformed(path, format!("hardlink target \"{shown}\" does not exist"));
         let (src_dir, src_name) = match self.root.parent_of(&target, false) {
             Ok(found) => found,
-            Err(e) if errno_is(&e, &[libc::ENOENT, libc::ENOTDIR]) => return Err(missing()),
+            Err(e) if errno_is(&e, &[libc::ENOENT, libc::ENOTDIR, libc::ELOOP]) => {
+                return Err(malformed(
+                    path,
+                    format!("hardlink target \"{shown}\" does not exist: {e}"),
+                ));
+            }
             Err(e) => return Err(io_err(path, "resolving hardlink target")(e)),
         };
         let src = src_dir
@@ -559,7 +586,7 @@ impl<'a> Applier<'a> {
         if is_dir(&src) {
             return Err(malformed(
                 path,
-                format!("hardlink target {shown:?} is a directory"),
+                format!("hardlink target \"{shown}\" is a directory"),
             ));
         }
         let (dir, name) = self.parent(path)?;
@@ -580,7 +607,7 @@ impl<'a> Applier<'a> {
         match created {
             Ok(()) => {}
             Err(e) if !self.is_root && kind != SFlag::S_IFIFO && errno_is(&e, &[libc::EPERM]) => {
-                tracing::warn!(path = %path.display(), "skipping device node: not root");
+                tracing::warn!(path = %escape::path(path), "skipping device node: not root");
                 return Ok(());
             }
             Err(e) => return Err(io_err(path, "creating node")(e)),
@@ -644,7 +671,12 @@ impl<'a> Applier<'a> {
                 if errno_is(&e, &[libc::EOPNOTSUPP])
                     || ((user_ns || !self.is_root) && errno_is(&e, &[libc::EPERM])) =>
             {
-                tracing::warn!(path = %path.display(), xattr = ?key, error = %e, "skipping xattr");
+                tracing::warn!(
+                    path = %escape::path(path),
+                    xattr = %escape::bytes(key.as_bytes()),
+                    error = %e,
+                    "skipping xattr"
+                );
                 Ok(())
             }
             Err(e) => Err(io_err(path, "setting xattr")(e)),

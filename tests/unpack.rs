@@ -1117,15 +1117,18 @@ fn absolute_entry_paths_stay_in_the_root() {
 
 #[test]
 fn absolute_symlink_parent_from_a_lower_layer_is_confined() {
-    // The in-root target is missing: the write fails, nothing escapes.
-    let (_sb, r) = hostile(|sb| {
+    // The in-root target is missing: it is made inside the root, as Docker
+    // and containerd make it; nothing escapes.
+    let (sb, r) = hostile(|sb| {
         let mut l1 = Layer::new();
         l1.symlink("esc", sb.out(""));
         let mut l2 = Layer::new();
         l2.file("esc/pwned", 0o644, b"pwned");
         vec![l1.bytes(), l2.bytes()]
     });
-    assert!(matches!(r, Err(UnpackError::Malformed { .. })), "{r:?}");
+    r.unwrap();
+    let inside = sb.root.join(sb.outside.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(inside.join("pwned")).unwrap(), b"pwned");
 
     // The in-root target exists: the write lands there.
     let (sb, r) = hostile(|sb| {
@@ -1213,7 +1216,7 @@ fn symlink_in_final_position_is_replaced_not_followed() {
 
 #[test]
 fn symlink_planted_earlier_in_the_same_layer() {
-    let (_sb, r) = hostile(|sb| {
+    let (sb, r) = hostile(|sb| {
         let mut l = Layer::new();
         l.symlink("esc", sb.out(""))
             .file("esc/sentinel", 0o644, b"pwned")
@@ -1221,7 +1224,11 @@ fn symlink_planted_earlier_in_the_same_layer() {
             .file("f", 0o644, b"pwned");
         vec![l.bytes()]
     });
-    assert!(matches!(r, Err(UnpackError::Malformed { .. })), "{r:?}");
+    r.unwrap();
+    // Written at the symlink's target inside the root; `f` replaced.
+    let inside = sb.root.join(sb.outside.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(inside.join("sentinel")).unwrap(), b"pwned");
+    assert_eq!(kind(&sb.root, "f"), "file");
 }
 
 #[test]
@@ -1400,4 +1407,240 @@ fn non_root_inner() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+}
+
+// ---------- parents through symlinks whose target is missing ----------
+
+#[test]
+fn missing_symlink_targets_are_made_inside_the_root() {
+    // moby's regression test for its issue 53258, with and without the
+    // target, and the same through a relative symlink.
+    for with_target in [true, false] {
+        let (_t, root) = fresh();
+        let mut l1 = Layer::new();
+        l1.dir("var", 0o755).symlink("var/run", "/run");
+        if with_target {
+            l1.dir("run", 0o700).dir("run/existing", 0o700);
+        }
+        l1.symlink("lib", "usr/lib");
+        let mut l2 = Layer::new();
+        l2.file("var/run/existing/non-existing/file", 0o644, b"content")
+            .file("var/run/x", 0o600, b"x")
+            .file("lib/libc.so", 0o644, b"libc");
+        apply(&root, &[l1.bytes(), l2.bytes()]).unwrap();
+        assert_eq!(content(&root, "run/existing/non-existing/file"), b"content");
+        assert_eq!(content(&root, "run/x"), b"x");
+        assert_eq!(content(&root, "usr/lib/libc.so"), b"libc");
+        assert_eq!(kind(&root, "var/run"), "symlink");
+        assert_eq!(kind(&root, "lib"), "symlink");
+        // Made as Docker makes implied directories.
+        assert_eq!(mode(&root, "run/existing/non-existing"), 0o755);
+        assert_eq!(mode(&root, "usr"), 0o755);
+        if !with_target {
+            assert_eq!(mode(&root, "run"), 0o755);
+        }
+    }
+}
+
+#[test]
+fn dotdot_after_a_missing_name_in_a_link_target() {
+    let (_t, root) = fresh();
+    let mut l = Layer::new();
+    l.symlink("abs", "/missing/../b")
+        .symlink("rel", "gone/deeper/../../c")
+        .symlink("top", "/../../d")
+        .file("abs/x", 0o644, b"x")
+        .file("rel/y", 0o644, b"y")
+        .file("top/z", 0o644, b"z");
+    apply(&root, &[l.bytes()]).unwrap();
+    assert_eq!(content(&root, "b/x"), b"x");
+    assert_eq!(content(&root, "c/y"), b"y");
+    assert_eq!(content(&root, "d/z"), b"z");
+    // Names the path only passed through are not made.
+    assert_eq!(kind(&root, "missing"), "absent");
+    assert_eq!(kind(&root, "gone"), "absent");
+}
+
+/// The layer's fault, with a message naming the real cause.
+fn assert_malformed(r: Result<(), UnpackError>, wanted: &str) {
+    match r {
+        Err(e @ UnpackError::Malformed { .. }) => {
+            assert!(e.is_integrity());
+            let shown = e.to_string();
+            assert!(shown.contains(wanted), "{shown:?} does not say {wanted:?}");
+            let top = e.into_error("sha256:0");
+            assert_eq!(top.kind(), occystrap::error::ErrorKind::Integrity);
+        }
+        other => panic!("expected a Malformed error, got {other:?}"),
+    }
+}
+
+#[test]
+fn unresolvable_parents_name_the_cause() {
+    let apply1 = |l: Layer| {
+        let (_t, root) = fresh();
+        apply(&root, &[l.bytes()])
+    };
+    // A symlink loop.
+    let mut l = Layer::new();
+    l.symlink("a", "b")
+        .symlink("b", "/a")
+        .file("a/x", 0o644, b"x");
+    assert_malformed(apply1(l), "symlink loop");
+    let mut l = Layer::new();
+    l.symlink("self", "self/more").file("self/x", 0o644, b"x");
+    assert_malformed(apply1(l), "symlink loop");
+    // A file on the way, directly and through a symlink.
+    let mut l = Layer::new();
+    l.file("etc/passwd", 0o644, b"root")
+        .file("etc/passwd/x", 0o644, b"x");
+    assert_malformed(apply1(l), "/etc/passwd: is a regular file, not a directory");
+    let mut l = Layer::new();
+    l.file("etc/passwd", 0o644, b"root")
+        .symlink("p", "/etc/passwd")
+        .fifo("p/x", 0o644);
+    assert_malformed(apply1(l), "reached through symlink /p -> /etc/passwd");
+    // A hardlink through a dangling symlink.
+    let mut l = Layer::new();
+    l.symlink("lib", "/nowhere").hardlink("h", "lib/libc.so");
+    assert_malformed(apply1(l), "dangling symlink /lib -> /nowhere");
+}
+
+#[test]
+fn over_long_names_are_malformed() {
+    let long_name = "n".repeat(300);
+    let mut l = Layer::new();
+    l.pax(&[("path", format!("d/{long_name}").as_bytes())])
+        .file("x", 0o644, b"x");
+    let (_t, root) = fresh();
+    assert_malformed(apply(&root, &[l.bytes()]), "too long");
+
+    // A name too long for a component on the way.
+    let mut l = Layer::new();
+    l.pax(&[("path", format!("{long_name}/f").as_bytes())])
+        .file("x", 0o644, b"x");
+    let (_t, root) = fresh();
+    assert_malformed(apply(&root, &[l.bytes()]), "too long");
+
+    // A path longer than PATH_MAX.
+    let deep = "dir/".repeat(1100);
+    let mut l = Layer::new();
+    l.pax(&[("path", format!("{deep}f").as_bytes())])
+        .file("x", 0o644, b"x");
+    let (_t, root) = fresh();
+    assert_malformed(apply(&root, &[l.bytes()]), "too long");
+}
+
+#[test]
+fn names_in_messages_are_escaped() {
+    let evil = b"evil\x1b]0;owned\x07\x1b[2J\xff";
+    let mut name = evil.to_vec();
+    name.extend_from_slice(b"/x");
+    let mut l = Layer::new();
+    l.file(evil, 0o644, b"f").file(&name, 0o644, b"x");
+    let (_t, root) = fresh();
+    let e = apply(&root, &[l.bytes()]).unwrap_err();
+    let shown = occystrap::Error::Unpack {
+        digest: "sha256:0".into(),
+        source: e,
+    }
+    .to_string();
+    assert!(
+        !shown.bytes().any(|b| b.is_ascii_control()),
+        "raw control bytes in {shown:?}"
+    );
+    assert!(
+        shown.contains(r"evil\x1b]0;owned\x07\x1b[2J\xff/x"),
+        "{shown}"
+    );
+
+    // DEL, a C1 control (CSI) and a newline, through a PAX path (the
+    // reader refuses NUL bytes in names, as Go's archive/tar does).
+    let mut l = Layer::new();
+    l.pax(&[("path", "../a\x7f\u{9b}31m\nb".as_bytes())])
+        .file("x", 0o644, b"x");
+    let (_t, root) = fresh();
+    let e = apply(&root, &[l.bytes()]).unwrap_err();
+    assert!(matches!(e, UnpackError::Hostile { .. }), "{e:?}");
+    assert!(e.to_string().starts_with(r"../a\x7f\u{9b}31m\nb: "), "{e}");
+
+    // Hardlink targets too.
+    let mut l = Layer::new();
+    l.hardlink("h", b"no\x1b[0mpe");
+    let (_t, root) = fresh();
+    let e = apply(&root, &[l.bytes()]).unwrap_err().to_string();
+    assert!(e.contains(r#""no\x1b[0mpe""#), "{e}");
+}
+
+// ---------- removal of very deep trees ----------
+
+/// Run the test `name` again in a child process of this test binary with
+/// RLIMIT_NOFILE at `limit`, where `body` runs: holding a descriptor per
+/// level then fails with EMFILE, without starving the tests beside it.
+fn with_fd_limit(name: &str, limit: u64, body: impl FnOnce()) {
+    const CHILD: &str = "OCCYSTRAP_TEST_FD_LIMIT";
+    if std::env::var_os(CHILD).is_some() {
+        let lim = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: a valid rlimit for the duration of the call.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+        body();
+        return;
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD, "1")
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{name} failed under an fd limit of {limit}"
+    );
+}
+
+#[test]
+fn very_deep_trees_are_removed_with_few_descriptors() {
+    with_fd_limit(
+        "very_deep_trees_are_removed_with_few_descriptors",
+        64,
+        || {
+            // Levels from a layer, many more than the fd limit, a file at
+            // the bottom (fsroot's own test removes 5000 levels).
+            const DEPTH: usize = 400;
+            let mut lower = Layer::new();
+            let mut p = String::new();
+            for _ in 0..DEPTH {
+                p.push_str("d/");
+                lower.pax(&[("path", p.as_bytes())]).dir("x", 0o755);
+            }
+            lower
+                .pax(&[("path", format!("{p}leaf").as_bytes())])
+                .file("x", 0o644, b"leaf");
+            let lower = lower.bytes();
+
+            // A whiteout of the whole tree, and a file replacing it.
+            for upper in [&b"d/.wh.d"[..], b"d"] {
+                let (_t, root) = fresh();
+                let mut l2 = Layer::new();
+                l2.file(upper, 0o644, b"");
+                apply(&root, &[lower.clone(), l2.bytes()]).unwrap();
+                assert_eq!(kind(&root, "d/d"), "absent");
+            }
+
+            // A layer refused after the deep tree: what it staged can be
+            // removed whole.
+            let (_t, root) = fresh();
+            let mut bad = Layer::new();
+            bad.file("../escape", 0o644, b"");
+            let mut refused = lower.clone();
+            refused.truncate(refused.len() - 1024);
+            refused.extend_from_slice(&bad.bytes());
+            let r = apply(&root, &[refused]);
+            assert!(matches!(r, Err(UnpackError::Hostile { .. })), "{r:?}");
+            occystrap::fsroot::remove_all(&root).unwrap();
+            assert!(!root.exists());
+        },
+    );
 }
