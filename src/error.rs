@@ -1,7 +1,11 @@
 //! The library's error type. Every variant names the object at fault
 //! (reference, digest or path) so a message alone is enough to act on.
+//! Paths and what a registry or an image chose are shown escaped
+//! ([`crate::escape`]): they may hold terminal escape sequences.
 
 use std::path::PathBuf;
+
+use crate::escape;
 
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,13 +37,13 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    #[error("{reference}: not found in the registry: {message}")]
+    #[error("{reference}: not found in the registry: {}", escape::bytes(message.as_bytes()))]
     NotFound { reference: String, message: String },
 
-    #[error("{reference}: authentication failed: {message}")]
+    #[error("{reference}: authentication failed: {}", escape::bytes(message.as_bytes()))]
     Auth { reference: String, message: String },
 
-    #[error("{reference}: registry error: {message}")]
+    #[error("{reference}: registry error: {}", escape::bytes(message.as_bytes()))]
     Registry { reference: String, message: String },
 
     #[error("{reference}: no image for platform {wanted}; the image has: {available}")]
@@ -66,14 +70,14 @@ pub enum Error {
     #[error("{0}")]
     Integrity(#[from] crate::layer::IntegrityError),
 
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", escape::path(path))]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
 
-    #[error("layer {digest}: {source}")]
+    #[error("layer {}: {source}", escape::bytes(digest.as_bytes()))]
     Unpack {
         digest: String,
         #[source]
@@ -83,10 +87,10 @@ pub enum Error {
     #[error("{0}")]
     Convert(#[from] crate::bundle::convert::ConvertError),
 
-    #[error("{path}: already exists (use --force to replace it)")]
+    #[error("{}: already exists (use --force to replace it)", escape::path(path))]
     OutputExists { path: PathBuf },
 
-    #[error("{image}: not in {}; it has: {available}", catalog.display())]
+    #[error("{image}: not in {}; it has: {available}", escape::path(catalog))]
     NotInCatalog {
         catalog: PathBuf,
         image: String,
@@ -142,4 +146,23 @@ pub fn find_cause<T: std::error::Error + 'static>(err: &std::io::Error) -> Optio
             .or_else(|| e.source());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_remote_text_are_escaped() {
+        let io = Error::io("rootfs/\x1b[2Jetc", std::io::ErrorKind::NotFound.into());
+        assert!(io.to_string().starts_with(r"rootfs/\x1b[2Jetc: "), "{io}");
+        let reg = Error::Registry {
+            reference: "r".into(),
+            message: "denied\x1b]0;title\x07".into(),
+        };
+        assert_eq!(
+            reg.to_string(),
+            r"r: registry error: denied\x1b]0;title\x07"
+        );
+    }
 }

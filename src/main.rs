@@ -179,7 +179,11 @@ async fn make_bundle(
     if !volumes.is_empty() {
         tracing::warn!(
             "the image declares volumes {}: they are not mounted; add mounts to config.json if the container needs them",
-            volumes.join(", ")
+            volumes
+                .iter()
+                .map(|v| occystrap::escape::bytes(v.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     report_written(dir, &image);
