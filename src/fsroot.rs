@@ -474,6 +474,51 @@ pub fn fset_xattr(fd: BorrowedFd<'_>, key: &OsStr, value: &[u8]) -> io::Result<(
     Errno::result(rc).map(drop).map_err(errno_io)
 }
 
+/// The names of the extended attributes of an open file or directory.
+pub fn flist_xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    // SAFETY: valid fd; the buffer pointer and length match.
+    list_xattrs_with(|buf| unsafe {
+        libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+    })
+}
+
+/// Remove an extended attribute of an open file or directory.
+pub fn fremove_xattr(fd: BorrowedFd<'_>, key: &OsStr) -> io::Result<()> {
+    let key = cstring(key)?;
+    // SAFETY: valid fd and NUL-terminated key.
+    let rc = unsafe { libc::fremovexattr(fd.as_raw_fd(), key.as_ptr()) };
+    Errno::result(rc).map(drop).map_err(errno_io)
+}
+
+/// Run a `listxattr` call (`list(buf)`, an empty `buf` asking for the size)
+/// and split the NUL-separated names it returns.
+fn list_xattrs_with(mut list: impl FnMut(&mut [u8]) -> isize) -> io::Result<Vec<OsString>> {
+    let mut buf = Vec::new();
+    loop {
+        let n = Errno::result(list(&mut buf)).map_err(errno_io)? as usize;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if buf.is_empty() {
+            buf.resize(n, 0);
+            continue;
+        }
+        match Errno::result(list(&mut buf)) {
+            Ok(n) => {
+                buf.truncate(n as usize);
+                return Ok(buf
+                    .split(|b| *b == 0)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| OsString::from_vec(k.to_vec()))
+                    .collect());
+            }
+            // Grown meanwhile: ask for the size again.
+            Err(Errno::ERANGE) => buf.clear(),
+            Err(e) => return Err(errno_io(e)),
+        }
+    }
+}
+
 impl DirFd {
     /// Metadata of this directory.
     pub fn stat_self(&self) -> io::Result<FileStat> {
@@ -593,11 +638,7 @@ impl DirFd {
 
     /// Set extended attribute `key` on `name` (a symlink itself).
     pub fn set_xattr(&self, name: &OsStr, key: &OsStr, value: &[u8]) -> io::Result<()> {
-        // The magic link names this very directory; the final component
-        // is not followed by lsetxattr.
-        let mut path = format!("/proc/self/fd/{}/", self.as_fd().as_raw_fd()).into_bytes();
-        path.extend_from_slice(name.as_bytes());
-        let path = cstring(OsStr::from_bytes(&path))?;
+        let path = self.proc_path(name)?;
         let key = cstring(key)?;
         // SAFETY: NUL-terminated strings, value pointer and length match.
         let rc = unsafe {
@@ -610,6 +651,33 @@ impl DirFd {
             )
         };
         Errno::result(rc).map(drop).map_err(errno_io)
+    }
+
+    /// The names of the extended attributes of `name` (a symlink itself).
+    pub fn list_xattrs(&self, name: &OsStr) -> io::Result<Vec<OsString>> {
+        let path = self.proc_path(name)?;
+        // SAFETY: NUL-terminated path; the buffer pointer and length match.
+        list_xattrs_with(|buf| unsafe {
+            libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        })
+    }
+
+    /// Remove extended attribute `key` of `name` (a symlink itself).
+    pub fn remove_xattr(&self, name: &OsStr, key: &OsStr) -> io::Result<()> {
+        let path = self.proc_path(name)?;
+        let key = cstring(key)?;
+        // SAFETY: NUL-terminated strings.
+        let rc = unsafe { libc::lremovexattr(path.as_ptr(), key.as_ptr()) };
+        Errno::result(rc).map(drop).map_err(errno_io)
+    }
+
+    /// `name` in this directory as a path for the `l*xattr` calls: the
+    /// magic link names this very directory, and the final component is
+    /// not followed.
+    fn proc_path(&self, name: &OsStr) -> io::Result<CString> {
+        let mut path = format!("/proc/self/fd/{}/", self.as_fd().as_raw_fd()).into_bytes();
+        path.extend_from_slice(name.as_bytes());
+        cstring(OsStr::from_bytes(&path))
     }
 
     /// The names in this directory, without `.` and `..`.

@@ -16,6 +16,12 @@
 //!   set after the owner (chown clears setuid), xattrs (PAX
 //!   `SCHILY.xattr.*` and `LIBARCHIVE.xattr.*`, `security.capability`
 //!   included) after both, times last.
+//! - Every entry gets exactly the xattrs and ACLs its header carries: the
+//!   ACL the kernel gives a new child of a directory with a default ACL is
+//!   removed (before the chmod, so the mode is the header's), and a
+//!   directory declared again loses the xattrs its new header lacks (the
+//!   spec: they are replaced). The host's security labels
+//!   (`security.selinux` and the like) are left alone.
 //! - Sparse files (GNU tar's old and PAX formats) are written with their
 //!   holes as holes. Regular (`0`), contiguous (`7`) and old GNU sparse
 //!   (`S`) entries are files; a type flag the spec does not know is
@@ -489,6 +495,11 @@ impl<'a> Applier<'a> {
                 .map_err(io_err(path, "opening directory"))?
         };
         self.fd_owner(&dir, path, meta)?;
+        // A directory declared again keeps nothing of its former xattrs
+        // and ACLs but what this header carries too (the spec: replaced).
+        self.drop_other_xattrs(path, meta, fsroot::flist_xattrs(dir.as_fd()), |k| {
+            fsroot::fremove_xattr(dir.as_fd(), k)
+        })?;
         self.fd_xattrs(&dir, path, meta)?;
         let st = dir.stat_self().map_err(io_err(path, "stat"))?;
         let current = st.st_mode & 0o7777;
@@ -545,6 +556,11 @@ impl<'a> Applier<'a> {
                 .map_err(io_err(path, "extending a sparse file"))?;
         }
         self.fd_owner(&file, path, meta)?;
+        // Before the chmod: removing an inherited access ACL leaves its
+        // mask in the group bits.
+        self.drop_other_xattrs(path, meta, fsroot::flist_xattrs(file.as_fd()), |k| {
+            fsroot::fremove_xattr(file.as_fd(), k)
+        })?;
         fchmod(&file, Mode::from_bits_truncate(meta.mode))
             .map_err(|e| io_err(path, "chmod")(e.into()))?;
         self.fd_xattrs(&file, path, meta)?;
@@ -651,6 +667,10 @@ impl<'a> Applier<'a> {
                 .map_err(io_err(path, "chown"))?;
         }
         if chmod {
+            // Symlinks inherit no ACL; devices and FIFOs do.
+            self.drop_other_xattrs(path, meta, dir.list_xattrs(name), |k| {
+                dir.remove_xattr(name, k)
+            })?;
             dir.chmod(name, meta.mode).map_err(io_err(path, "chmod"))?;
         }
         for (key, value) in &meta.xattrs {
@@ -658,6 +678,36 @@ impl<'a> Applier<'a> {
         }
         dir.set_times(name, &meta.atime, &meta.mtime)
             .map_err(io_err(path, "setting times"))
+    }
+
+    /// Remove the xattrs in `listed` that the header does not carry: an
+    /// entry gets exactly its header's, no ACL inherited from a parent's
+    /// default ACL (the kernel gives one to every new child, which can
+    /// open a 0640 file to another uid), nothing a lower layer's version
+    /// of a directory had. Labels of the host's security modules are
+    /// theirs and stay. What cannot be removed follows [`Self::xattr_result`].
+    fn drop_other_xattrs(
+        &self,
+        path: &Path,
+        meta: &Meta,
+        listed: io::Result<Vec<OsString>>,
+        remove: impl Fn(&OsStr) -> io::Result<()>,
+    ) -> Result<()> {
+        let keys = match listed {
+            Ok(keys) => keys,
+            Err(e) if errno_is(&e, &[libc::EOPNOTSUPP]) => return Ok(()),
+            Err(e) => return Err(io_err(path, "listing xattrs")(e)),
+        };
+        for key in keys {
+            if host_label(&key) || meta.xattrs.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            match remove(&key) {
+                Err(e) if errno_is(&e, &[libc::ENODATA]) => {}
+                result => self.xattr_result(path, &key, result)?,
+            }
+        }
+        Ok(())
     }
 
     /// xattrs the filesystem cannot hold, that only root may set, or that
@@ -706,6 +756,16 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// xattrs the host's security modules label files with (SELinux, Smack,
+/// IMA/EVM): set by the host for its own policy, not image content.
+fn host_label(key: &OsStr) -> bool {
+    let key = key.as_bytes();
+    matches!(
+        key,
+        b"security.selinux" | b"security.apparmor" | b"security.ima" | b"security.evm"
+    ) || key.starts_with(b"security.SMACK64")
 }
 
 fn device(h: &Header, path: &Path) -> Result<libc::dev_t> {

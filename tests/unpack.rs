@@ -1644,3 +1644,156 @@ fn very_deep_trees_are_removed_with_few_descriptors() {
         },
     );
 }
+
+// ---------- xattrs and ACLs: exactly the header's ----------
+
+/// A POSIX ACL as the kernel stores it in `system.posix_acl_*`: version 2,
+/// then (tag, perm, id) entries sorted by tag and id.
+fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut out = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}
+
+const NO_ID: u32 = u32::MAX;
+
+/// user::rwx user:1000:rwx group::r-x mask::rwx other::---
+fn acl_for_1000() -> Vec<u8> {
+    acl(&[
+        (0x01, 7, NO_ID),
+        (0x02, 7, 1000),
+        (0x04, 5, NO_ID),
+        (0x10, 7, NO_ID),
+        (0x20, 0, NO_ID),
+    ])
+}
+
+fn getfacl(p: &Path) -> String {
+    let out = std::process::Command::new("getfacl")
+        .args(["-c", "-p", "-n"])
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn names(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = xattr_names(p)
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_directory_declared_again_gets_exactly_its_new_xattrs() {
+    let acl = acl_for_1000();
+    let mut l1 = Layer::new();
+    l1.pax(&[
+        ("SCHILY.xattr.user.old", b"1"),
+        ("SCHILY.xattr.user.kept", b"old"),
+        ("SCHILY.xattr.trusted.old", b"2"),
+        ("SCHILY.xattr.system.posix_acl_access", &acl),
+        ("SCHILY.xattr.system.posix_acl_default", &acl),
+    ])
+    .dir("d", 0o750)
+    .file("d/keep", 0o644, b"k");
+    let mut l2 = Layer::new();
+    l2.pax(&[("SCHILY.xattr.user.kept", b"new")])
+        .dir("d", 0o750);
+    let l1 = l1.bytes();
+    let (_t, root) = build(std::slice::from_ref(&l1));
+    assert_eq!(
+        names(&root.join("d")),
+        [
+            "system.posix_acl_access",
+            "system.posix_acl_default",
+            "trusted.old",
+            "user.kept",
+            "user.old"
+        ]
+    );
+    let (_t, root) = build(&[l1, l2.bytes()]);
+    assert_eq!(names(&root.join("d")), ["user.kept"]);
+    assert_eq!(
+        xattr(&root.join("d"), "user.kept").as_deref(),
+        Some(&b"new"[..])
+    );
+    // The mode is the header's, not the former ACL mask's.
+    assert_eq!(mode(&root, "d"), 0o750);
+    assert_eq!(content(&root, "d/keep"), b"k");
+    let facl = getfacl(&root.join("d"));
+    assert!(!facl.contains("1000"), "{facl}");
+}
+
+#[test]
+fn entries_inherit_no_acl_from_a_default_acl() {
+    let acl = acl_for_1000();
+    // The default ACL from a lower layer's header, or set on the host
+    // (setfacl), or from a header of the same layer.
+    let mut lower = Layer::new();
+    lower
+        .pax(&[("SCHILY.xattr.system.posix_acl_default", &acl)])
+        .dir("shared", 0o755);
+    let entries = |l: &mut Layer, dir: &str| {
+        l.file(format!("{dir}/secret"), 0o640, b"s")
+            .dir(format!("{dir}/sub"), 0o750)
+            .file(format!("{dir}/sub/deeper"), 0o600, b"d")
+            .fifo(&format!("{dir}/fifo"), 0o600)
+            .node(&format!("{dir}/null"), EntryType::Char, 0o600, (1, 3))
+            .file(format!("{dir}/implied/f"), 0o600, b"i")
+            // An entry that carries its own ACL keeps exactly that.
+            .pax(&[("SCHILY.xattr.system.posix_acl_access", &acl)])
+            .file(format!("{dir}/shared-on-purpose"), 0o770, b"p");
+    };
+    let mut upper = Layer::new();
+    entries(&mut upper, "shared");
+    let (_t, root) = fresh();
+    let host = root.join("host");
+    fs::create_dir(&host).unwrap();
+    let st = std::process::Command::new("setfacl")
+        .args(["-d", "-m", "u:1000:rwx"])
+        .arg(&host)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut same = Layer::new();
+    same.pax(&[("SCHILY.xattr.system.posix_acl_default", &acl)])
+        .dir("same", 0o755);
+    entries(&mut same, "same");
+    entries(&mut upper, "host");
+    apply(&root, &[lower.bytes(), upper.bytes(), same.bytes()]).unwrap();
+
+    for dir in ["shared", "host", "same"] {
+        for (p, m) in [
+            ("secret", 0o640),
+            ("sub", 0o750),
+            ("sub/deeper", 0o600),
+            ("fifo", 0o600),
+            ("null", 0o600),
+            ("implied/f", 0o600),
+        ] {
+            let p = format!("{dir}/{p}");
+            assert_eq!(names(&root.join(&p)), Vec::<String>::new(), "{p}");
+            assert_eq!(mode(&root, &p), m, "{p}");
+            let facl = getfacl(&root.join(&p));
+            assert!(!facl.contains("1000"), "{p}: {facl}");
+        }
+        let p = root.join(dir).join("shared-on-purpose");
+        assert_eq!(names(&p), ["system.posix_acl_access"]);
+        assert_eq!(
+            xattr(&p, "system.posix_acl_access").as_deref(),
+            Some(&acl[..])
+        );
+        assert!(getfacl(&p).contains("user:1000:rwx"));
+    }
+    // The directories keep the default ACL their headers (or the host) set.
+    assert!(getfacl(&root.join("shared")).contains("default:user:1000:rwx"));
+}
