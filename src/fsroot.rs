@@ -840,7 +840,7 @@ pub fn remove_all(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{MetadataExt, symlink};
 
     #[test]
     fn clean_path_rules() {
@@ -924,12 +924,72 @@ mod tests {
                 assert!(std::fs::read_dir(&root).unwrap().next().is_none());
                 assert_eq!(std::fs::read(host.join("keep")).unwrap(), b"host");
 
-                deep_tree(&root.join("again"), 5000);
+                deep_tree(&root.join("again"), 300);
                 remove_all(&root.join("again")).unwrap();
                 assert!(!root.join("again").exists());
                 remove_all(&root.join("again")).unwrap();
             },
         );
+    }
+
+    #[test]
+    fn parents_are_made_inside_the_root_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        symlink("/run", root.join("var/run")).unwrap();
+        symlink("../../../../../../opt/x", root.join("up")).unwrap();
+        symlink("/missing/../../../../srv", root.join("dd")).unwrap();
+        symlink(tmp.path(), root.join("host")).unwrap();
+        let before: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let r = RootDir::open(&root).unwrap();
+        for (path, made) in [
+            ("var/run/a/b/f", "run/a/b"),
+            ("up/f", "opt/x"),
+            ("dd/f", "srv"),
+            (
+                "host/f",
+                tmp.path().strip_prefix("/").unwrap().to_str().unwrap(),
+            ),
+        ] {
+            // Without `create`, what is missing stays missing.
+            let e = r.parent_of(Path::new(path), false).unwrap_err();
+            assert_eq!(errno_of(&e), Some(libc::ENOENT), "{path}: {e}");
+            let (dir, name) = r.parent_of(Path::new(path), true).unwrap();
+            assert_eq!(name, "f");
+            let want = std::fs::metadata(root.join(made)).unwrap();
+            let got = dir.stat_self().unwrap();
+            assert_eq!((got.st_dev, got.st_ino), (want.dev(), want.ino()), "{path}");
+        }
+        assert!(!root.join("missing").exists());
+        let after: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(before, after, "something was made outside the root");
+
+        // What stops a walk is named.
+        std::fs::write(root.join("file"), "").unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("/loop1", root.join("loop2")).unwrap();
+        for (path, errno, says) in [
+            (
+                "file/x/f",
+                libc::ENOTDIR,
+                "/file: is a regular file, not a directory",
+            ),
+            ("loop1/f", libc::ELOOP, "symlink loop"),
+        ] {
+            let e = r.parent_of(Path::new(path), true).unwrap_err();
+            assert_eq!(errno_of(&e), Some(errno), "{path}: {e}");
+            assert!(e.to_string().contains(says), "{path}: {e}");
+        }
+        let long = format!("{}/f", "n".repeat(300));
+        let e = r.parent_of(Path::new(&long), true).unwrap_err();
+        assert_eq!(errno_of(&e), Some(libc::ENAMETOOLONG), "{e}");
     }
 
     #[test]
