@@ -60,7 +60,7 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("{what} {digest}: malformed: {reason}")]
+    #[error("{what} {}: malformed: {reason}", escape::bytes(digest.as_bytes()))]
     Malformed {
         what: String,
         digest: String,
