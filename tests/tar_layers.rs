@@ -216,3 +216,23 @@ fn special_headers_are_capped_not_read_whole() {
     assert!(err.to_string().len() < 200, "{err}");
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn pre_1970_times_are_kept_in_every_format_that_holds_them() {
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("old"), b"1960").unwrap();
+    let touched = Command::new("touch")
+        .args(["-d", "1960-01-01 00:00:00 UTC"])
+        .arg(src.path().join("old"))
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    // GNU: a negative base-256 field; PAX: a negative mtime record.
+    for format in ["--format=gnu", "--format=oldgnu", "--format=posix"] {
+        let layer = gnu_tar(src.path(), &[format], "old");
+        let (root, result) = apply(&layer, Limits::default());
+        result.unwrap_or_else(|e| panic!("{format}: {e}"));
+        let meta = fs::metadata(root.path().join("old")).unwrap();
+        assert_eq!(meta.mtime(), -315_619_200, "{format}");
+    }
+}
