@@ -60,10 +60,14 @@ fn init_logging(global: &Global) {
     } else {
         tracing::Level::WARN
     };
+    // Colour only for a person at a terminal who has not asked for none.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)
         .without_time()
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
 }
@@ -124,7 +128,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Inspect { reference } => {
             let reference: ImageRef = reference.parse()?;
             let (_, image) = occystrap::resolve(&reference, &opts).await?;
-            println!("{}", inspect_json(&image));
+            print_result(&inspect_json(&image))?;
         }
     }
     Ok(())
@@ -238,20 +242,38 @@ fn cache_command(command: CacheCommand, global: &Global) -> Result<(), Error> {
     match command {
         CacheCommand::Info => {
             let (blobs, bytes) = cache.usage()?;
-            println!("{}: {blobs} blobs, {bytes} bytes", cache.root().display());
+            print_result(&format!(
+                "{}: {blobs} blobs, {bytes} bytes",
+                cache.root().display()
+            ))?;
         }
         CacheCommand::Prune { max_size } => {
             let report = cache.prune(max_size)?;
-            println!(
+            print_result(&format!(
                 "{}: removed {} blobs ({} bytes); {} bytes stay",
                 cache.root().display(),
                 report.removed,
                 report.freed,
                 report.kept
-            );
+            ))?;
         }
     }
     Ok(())
+}
+
+/// Print a result on stdout. A reader that went away (`inspect | head`)
+/// ends the program quietly, with the status of a process killed by
+/// SIGPIPE, as other command-line tools end.
+fn print_result(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(128 + libc::SIGPIPE)
+        }
+        Err(e) => Err(Error::io("standard output", e)),
+    }
 }
 
 /// Platform from `--platform`, or the host's with `--os/--architecture/--variant` applied.
@@ -292,5 +314,9 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
             jobs: global.jobs,
         },
         platform,
+        platform_required: global.platform.is_some()
+            || global.os.is_some()
+            || global.architecture.is_some()
+            || global.variant.is_some(),
     })
 }
