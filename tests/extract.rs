@@ -602,3 +602,58 @@ fn expanded_directories_match_the_bundle_rootfs() {
         temporaries(tmp.path())
     );
 }
+
+/// The original occystrap's flow with a registry of our own:
+/// `fetch-to-extracted --use-unique-names REGISTRY IMAGE TAG DIR`, then
+/// `recreate-image DIR IMAGE TAG OUT` without the registry.
+#[test]
+fn recreate_finds_an_image_by_its_path_alone_unless_ambiguous() {
+    let first = Registry::start();
+    let second = Registry::start();
+    first.push_image("team/app", "v1", &app("a"));
+    second.push_image("team/app", "v1", &app("b"));
+    second.push_image("team/other", "v1", &app("b"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shared");
+    for (registry, repo) in [(&first, "team/app"), (&second, "team/other")] {
+        ok(&occystrap(&[
+            "fetch-to-extracted",
+            "--use-unique-names",
+            &registry.addr,
+            repo,
+            "v1",
+            s(&dir),
+        ]));
+    }
+    let out = tmp.path().join("app.tar");
+    ok(&occystrap(&[
+        "recreate-image",
+        s(&dir),
+        "team/app",
+        "v1",
+        s(&out),
+    ]));
+    assert_eq!(
+        fs::read(&out).unwrap(),
+        exported(&first.image_ref("team/app", "v1"), tmp.path())
+    );
+    // A missing tag is still "not found".
+    fails_with(
+        &occystrap(&["recreate-image", s(&dir), "team/app", "v2", s(&out)]),
+        3,
+        "not in",
+    );
+    // The same path from two registries: name one.
+    ok(&occystrap(&[
+        "fetch-to-extracted",
+        "--use-unique-names",
+        &second.addr,
+        "team/app",
+        "v1",
+        s(&dir),
+    ]));
+    let ambiguous = occystrap(&["recreate-image", s(&dir), "team/app", "v1", s(&out)]);
+    fails_with(&ambiguous, 2, "matches several images");
+    fails_with(&ambiguous, 2, &format!("{}/team/app:v1", first.addr));
+    fails_with(&ambiguous, 2, &format!("{}/team/app:v1", second.addr));
+}
