@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod cache;
 pub mod digest;
+pub mod encoding;
 pub mod error;
 pub mod escape;
 pub mod export;

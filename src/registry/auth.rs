@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
+use crate::encoding::decode_base64;
 use crate::{Error, Result};
 
 /// The key `docker login` uses for Docker Hub in `config.json` and with
@@ -272,33 +273,6 @@ fn first_non_empty<'a>(candidates: &[&'a str]) -> &'a str {
         .copied()
         .find(|s| !s.is_empty())
         .unwrap_or("no output")
-}
-
-/// Decodes standard base64, padding optional; `None` if malformed.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for byte in text.bytes() {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    // Six leftover bits cannot come from whole bytes.
-    (bits < 6).then_some(out)
 }
 
 #[cfg(test)]

@@ -220,7 +220,8 @@ impl Header {
             let Some(encoded) = k.strip_prefix(LIBARCHIVE_XATTR) else {
                 continue;
             };
-            if let (Some(name), Some(value)) = (url_decode(encoded), base64_decode(v))
+            if let (Some(name), Some(value)) =
+                (url_decode(encoded), crate::encoding::decode_base64(v))
                 && !out.iter().any(|(n, _)| *n == name)
             {
                 out.push((name, value));
@@ -242,35 +243,6 @@ fn url_decode(s: &[u8]) -> Option<Vec<u8>> {
             out.push(s[i]);
             i += 1;
         }
-    }
-    Some(out)
-}
-
-/// Standard base64, padding optional (libarchive writes none).
-fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let digit = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let s = s.strip_suffix(b"==").or(s.strip_suffix(b"=")).unwrap_or(s);
-    if s.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for group in s.chunks(4) {
-        let mut acc = 0u32;
-        for &c in group {
-            acc = (acc << 6) | digit(c)?;
-        }
-        acc <<= 6 * (4 - group.len() as u32);
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..group.len()]);
     }
     Some(out)
 }
