@@ -35,9 +35,13 @@ pub struct Global {
     /// Talk plain HTTP to the registry (loopback registries always do)
     #[arg(long, global = true)]
     pub insecure: bool,
-    /// Registry username (else Docker's config.json, else anonymous)
+    /// Registry username (else the credentials files, else anonymous)
     #[arg(long, global = true, env = "OCCYSTRAP_USERNAME")]
     pub username: Option<String>,
+    /// Credentials file (containers-auth.json format) read before the
+    /// default ones
+    #[arg(long, global = true, env = "REGISTRY_AUTH_FILE")]
+    pub authfile: Option<std::path::PathBuf>,
     /// Registry password or token
     #[arg(
         long,

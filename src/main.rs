@@ -303,6 +303,7 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
         registry: RegistryOptions {
             insecure: global.insecure,
             credentials,
+            authfile: global.authfile.clone(),
             retries: global.retries,
             timeout: std::time::Duration::from_secs(global.timeout),
             retry_delay: std::time::Duration::from_millis(global.retry_delay),
