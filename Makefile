@@ -1,7 +1,7 @@
 # occystrap: see README.md.
 CARGO ?= cargo
 
-.PHONY: build test lint unit integration demo bench fuzz clean
+.PHONY: build test lint unit integration demo bench fuzz man clean
 
 build:
 	$(CARGO) build --release
@@ -44,6 +44,11 @@ fuzz:
 		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
 	done
+
+# The manual page, from the command-line definition.
+man: build
+	mkdir -p target/man
+	target/release/occystrap man > target/man/occystrap.1
 
 clean:
 	$(CARGO) clean

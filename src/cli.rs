@@ -168,6 +168,15 @@ pub enum Command {
     /// Manage the blob cache
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Print a shell completion script (e.g. `occystrap completions bash >
+    /// /etc/bash_completion.d/occystrap`)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), as `make man` installs it
+    #[command(hide = true)]
+    Man,
 }
 
 /// `cache` subcommands.

@@ -7,7 +7,7 @@ mod signals;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use occystrap::error::ErrorKind;
 use occystrap::{Error, ImageRef, Platform, PullOptions, RegistryOptions};
 
@@ -73,6 +73,18 @@ fn init_logging(global: &Global) {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            return print_generated(|out| {
+                clap_complete::generate(*shell, &mut Cli::command(), "occystrap", out);
+                Ok(())
+            });
+        }
+        Command::Man => {
+            return print_generated(|out| clap_mangen::Man::new(Cli::command()).render(out));
+        }
+        _ => {}
+    }
     let opts = pull_options(&cli.global)?;
     match cli.command {
         Command::Export { reference, output } => {
@@ -125,6 +137,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             tracing::info!("wrote {} ({reference}, image ID {id})", output.display());
         }
         Command::Cache(command) => cache_command(command, &cli.global)?,
+        Command::Completions { .. } | Command::Man => {}
         Command::Inspect { reference } => {
             let reference: ImageRef = reference.parse()?;
             let (_, image) = occystrap::resolve(&reference, &opts).await?;
@@ -274,6 +287,16 @@ fn print_result(text: &str) -> Result<(), Error> {
         }
         Err(e) => Err(Error::io("standard output", e)),
     }
+}
+
+/// Print what `generate` writes (a completion script, the manual page) as
+/// a result.
+fn print_generated(
+    generate: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    let mut text = Vec::new();
+    generate(&mut text).map_err(|e| Error::io("standard output", e))?;
+    print_result(String::from_utf8_lossy(&text).trim_end())
 }
 
 /// Platform from `--platform`, or the host's with `--os/--architecture/--variant` applied.

@@ -65,3 +65,20 @@ fn a_closed_stdout_ends_the_program_quietly() {
     assert!(err.is_empty(), "quietly: {err}");
     assert_eq!(out.status.code(), Some(128 + libc::SIGPIPE), "{err}");
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_line_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = occystrap(&["completions", shell]);
+        ok(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        for word in ["bundle", "fetch-to-extracted", "max-layer-size"] {
+            assert!(text.contains(word), "{shell}: no {word}");
+        }
+    }
+    let man = occystrap(&["man"]);
+    ok(&man);
+    let text = String::from_utf8_lossy(&man.stdout);
+    assert!(text.contains(".TH occystrap 1"), "{text}");
+    fails_with(&occystrap(&["completions", "tcsh"]), 2, "tcsh");
+}
