@@ -4,6 +4,7 @@
 //! something that looks finished.
 
 use std::fs::{self, File};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
@@ -46,6 +47,17 @@ impl Staged {
     /// Start a directory output. An existing `target` is refused unless
     /// `replace` is set; then it is swapped out only on commit.
     pub fn dir(target: &Path, replace: bool) -> Result<Staged> {
+        Staged::dir_mode(target, replace, 0o755)
+    }
+
+    /// Like [`Staged::dir`], but the directory is 0700 from its creation
+    /// on: for outputs holding an image's filesystem, whose setuid
+    /// binaries and 0666 device nodes no other host user may reach.
+    pub fn private_dir(target: &Path, replace: bool) -> Result<Staged> {
+        Staged::dir_mode(target, replace, 0o700)
+    }
+
+    fn dir_mode(target: &Path, replace: bool, mode: u32) -> Result<Staged> {
         if let Ok(meta) = fs::symlink_metadata(target) {
             if !replace {
                 return Err(Error::OutputExists {
@@ -64,7 +76,10 @@ impl Staged {
             }
         }
         let staged = Staged::new(target, true)?;
-        fs::create_dir(&staged.tmp).map_err(|e| Error::io(&staged.tmp, e))?;
+        fs::DirBuilder::new()
+            .mode(mode)
+            .create(&staged.tmp)
+            .map_err(|e| Error::io(&staged.tmp, e))?;
         Ok(staged)
     }
 
@@ -248,6 +263,21 @@ mod tests {
         assert!(kinds(Path::new("/dev/null")).is_char_device());
         // Nothing was staged beside them.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn private_dirs_are_private_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let target = dir.path().join("bundle");
+        let s = Staged::private_dir(&target, false).unwrap();
+        assert_eq!(mode(s.path()), 0o700);
+        s.commit().unwrap();
+        assert_eq!(mode(&target), 0o700);
+        let s = Staged::private_dir(&target, true).unwrap();
+        s.commit().unwrap();
+        assert_eq!(mode(&target), 0o700);
     }
 
     #[test]

@@ -339,3 +339,69 @@ fn a_numeric_user_needs_no_passwd() {
     );
     assert!(!named.exists());
 }
+
+/// Run `cmd` as the host user nobody (uid and gid 65534, no groups).
+fn as_nobody(cmd: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(cmd)
+        .output()
+        .expect("run setpriv (util-linux)")
+}
+
+#[test]
+fn other_host_users_cannot_reach_a_bundles_rootfs() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = Registry::start();
+    let image = busybox_image().layer(
+        LayerSpec::new()
+            .file("bin/suid", b"#!/bin/sh\n", 0o4755)
+            .dir("dev", 0o755)
+            .char_device("dev/zero", 1, 5, 0o666),
+    );
+    registry.push_image("test/private", "v1", &image);
+    let dir = tempfile::tempdir().unwrap();
+    // The parent is open to all, so only the bundle's own mode protects it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = dir.path().join("bundle");
+    let reference = registry.image_ref("test/private", "v1");
+    bundle(&reference, &target, &[]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&target), 0o700);
+    let inside = |name: &str| target.join(name).to_str().unwrap().to_owned();
+    let probes = [
+        vec!["stat".to_owned(), inside("rootfs/bin/suid")],
+        vec!["cat".to_owned(), inside("rootfs/dev/zero")],
+        vec!["cat".to_owned(), inside("config.json")],
+        vec!["ls".to_owned(), inside("rootfs")],
+    ];
+    for probe in &probes {
+        let args: Vec<&str> = probe.iter().map(String::as_str).collect();
+        let out = as_nobody(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("Permission denied"),
+            "{probe:?} as nobody: {:?} {err}",
+            out.status
+        );
+    }
+    // The probe itself works: nobody can reach the parent, and with the
+    // bundle opened up, the rootfs too.
+    assert!(
+        as_nobody(&["stat", dir.path().to_str().unwrap()])
+            .status
+            .success()
+    );
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(
+        as_nobody(&["stat", &inside("rootfs/bin/suid")])
+            .status
+            .success()
+    );
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // runc (root) runs it as ever, and --force keeps the new bundle private.
+    assert_eq!(runc_run(&target), "hello\n");
+    bundle(&reference, &target, &["--force"]);
+    assert_eq!(mode(&target), 0o700);
+    assert_eq!(runc_run(&target), "hello\n");
+}

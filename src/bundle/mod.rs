@@ -44,7 +44,9 @@ impl Default for BundleOptions {
 }
 
 /// Build a bundle of `image` at `dir`. The directory appears only when
-/// complete; on any error nothing is left there.
+/// complete; on any error nothing is left there. It is mode 0700, as
+/// umoci makes it: other host users must not reach the image's setuid
+/// binaries and device nodes through `dir/rootfs`.
 pub async fn create(
     registry: &Registry,
     image: &ResolvedImage,
@@ -52,7 +54,8 @@ pub async fn create(
     opts: &BundleOptions,
 ) -> Result<()> {
     convert::check_profile(&opts.profile)?;
-    let staged = Staged::dir(dir, opts.replace)?;
+    // Private: the rootfs holds the image's setuid binaries and devices.
+    let staged = Staged::private_dir(dir, opts.replace)?;
     let rootfs = staged.path().join("rootfs");
     std::fs::create_dir(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
     let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
