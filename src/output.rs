@@ -1,13 +1,20 @@
 //! Atomic outputs: every file or directory is built under a temporary name
 //! beside its target and renamed into place only when complete. Dropping an
 //! uncommitted output removes the temporary, so a failure never leaves
-//! something that looks finished.
+//! something that looks finished. A temporary is locked while its process
+//! lives, and starting an output sweeps the temporaries beside it that
+//! killed processes left (see [`crate::leftovers`]).
 
 use std::fs::{self, File};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::leftovers::{self, Held};
 use crate::{Error, Result};
+
+/// How many times to start over when a sweeper removed a temporary in the
+/// instant between its creation and its lock (each time under a new name).
+const ATTEMPTS: usize = 8;
 
 /// An output under construction.
 #[derive(Debug)]
@@ -16,6 +23,8 @@ pub struct Staged {
     target: PathBuf,
     is_dir: bool,
     committed: bool,
+    /// The lock on the temporary; dropped after it is renamed or removed.
+    held: Option<Held>,
 }
 
 impl Staged {
@@ -34,14 +43,21 @@ impl Staged {
                 kind_of(&meta.file_type())
             )));
         }
-        let staged = Staged::new(target, false)?;
-        let file = File::options()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&staged.tmp)
-            .map_err(|e| Error::io(&staged.tmp, e))?;
-        Ok((staged, file))
+        Staged::sweep_beside(target);
+        for _ in 0..ATTEMPTS {
+            let mut staged = Staged::new(target, false)?;
+            let file = File::options()
+                .write(true)
+                .read(true)
+                .create_new(true)
+                .open(&staged.tmp)
+                .map_err(|e| Error::io(&staged.tmp, e))?;
+            let handle = file.try_clone().map_err(|e| Error::io(&staged.tmp, e))?;
+            if staged.hold(handle)? {
+                return Ok((staged, file));
+            }
+        }
+        Err(Staged::swept_away(target))
     }
 
     /// Start a directory output. An existing `target` is refused unless
@@ -75,12 +91,56 @@ impl Staged {
                 )));
             }
         }
-        let staged = Staged::new(target, true)?;
-        fs::DirBuilder::new()
-            .mode(mode)
-            .create(&staged.tmp)
-            .map_err(|e| Error::io(&staged.tmp, e))?;
-        Ok(staged)
+        Staged::sweep_beside(target);
+        for _ in 0..ATTEMPTS {
+            let mut staged = Staged::new(target, true)?;
+            fs::DirBuilder::new()
+                .mode(mode)
+                .create(&staged.tmp)
+                .map_err(|e| Error::io(&staged.tmp, e))?;
+            let handle = File::options()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                .open(&staged.tmp)
+                .map_err(|e| Error::io(&staged.tmp, e))?;
+            if staged.hold(handle)? {
+                return Ok(staged);
+            }
+        }
+        Err(Staged::swept_away(target))
+    }
+
+    /// Remove what killed processes left beside `target` (our names only,
+    /// never a temporary a live process holds).
+    fn sweep_beside(target: &Path) {
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        leftovers::sweep(parent, leftovers::is_staged_name);
+    }
+
+    /// Lock the temporary just created; false when a sweeper removed it
+    /// first (then nothing of ours is at that path).
+    fn hold(&mut self, handle: File) -> Result<bool> {
+        match leftovers::hold(&self.tmp, handle) {
+            Ok(Some(held)) => {
+                self.held = Some(held);
+                Ok(true)
+            }
+            Ok(None) => {
+                self.committed = true;
+                Ok(false)
+            }
+            Err(e) => Err(Error::io(&self.tmp, e)),
+        }
+    }
+
+    fn swept_away(target: &Path) -> Error {
+        Error::io(
+            target,
+            std::io::Error::other("its temporary kept being removed while it was created"),
+        )
     }
 
     fn new(target: &Path, is_dir: bool) -> Result<Staged> {
@@ -108,6 +168,7 @@ impl Staged {
             target: target.to_path_buf(),
             is_dir,
             committed: false,
+            held: None,
         })
     }
 
@@ -127,6 +188,9 @@ impl Staged {
             // A directory cannot be renamed over a non-empty one: swap the old
             // one aside first, then remove it once the new one is in place.
             let old = self.tmp.with_extension("old");
+            // Locked before it takes a temporary's name, so that no sweeper
+            // removes the old output while it may still have to go back.
+            let _old_held = leftovers::try_hold_dir(&self.target);
             fs::rename(&self.target, &old).map_err(|e| Error::io(&self.target, e))?;
             if let Err(e) = fs::rename(&self.tmp, &self.target) {
                 let _ = fs::rename(&old, &self.target);
