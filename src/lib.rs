@@ -16,6 +16,7 @@ pub mod fsroot;
 pub mod gzip;
 pub mod image;
 pub mod layer;
+pub mod leftovers;
 pub mod output;
 pub mod platform;
 pub mod pull;
