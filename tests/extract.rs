@@ -656,6 +656,7 @@ fn recreate_finds_an_image_by_its_path_alone_unless_ambiguous() {
     fails_with(&ambiguous, 2, "matches several images");
     fails_with(&ambiguous, 2, &format!("{}/team/app:v1", first.addr));
     fails_with(&ambiguous, 2, &format!("{}/team/app:v1", second.addr));
+}
 
 #[test]
 fn expanded_trees_are_private() {
