@@ -231,8 +231,9 @@ pub struct BundleArgs {
     /// Mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
-    /// Base runtime config: `default`, `rootless`, or a path to a config.json of your own
-    #[arg(long, default_value = "default")]
+    /// Base runtime config: `auto` (`default` as root, else `rootless`),
+    /// `default`, `rootless`, or a path to a config.json of your own
+    #[arg(long, default_value = "auto")]
     pub profile: String,
 }
 

@@ -170,12 +170,14 @@ async fn make_bundle(
     command: Vec<String>,
     opts: &PullOptions,
 ) -> Result<(), Error> {
+    let euid = nix::unistd::geteuid();
     let profile = match args.profile.as_str() {
         "default" => convert::DEFAULT_PROFILE.to_string(),
-        "rootless" => convert::rootless_profile(
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
-        )?,
+        "auto" if euid.is_root() => convert::DEFAULT_PROFILE.to_string(),
+        // Not root: a bundle this user's runc can start.
+        "rootless" | "auto" => {
+            convert::rootless_profile(euid.as_raw(), nix::unistd::getegid().as_raw())?
+        }
         path => std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
     };
     let bundle = BundleOptions {

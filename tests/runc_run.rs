@@ -405,3 +405,58 @@ fn other_host_users_cannot_reach_a_bundles_rootfs() {
     assert_eq!(mode(&target), 0o700);
     assert_eq!(runc_run(&target), "hello\n");
 }
+
+/// Not root: the default profile becomes the rootless one, mapped to the
+/// caller, and that user's own runc starts the bundle.
+#[test]
+fn a_non_root_user_gets_a_bundle_its_own_runc_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = Registry::start();
+    let image = busybox_image().entrypoint(&["/bin/echo", "hello from a rootless bundle"]);
+    registry.push_image("test/rootless", "v1", &image);
+    let reference = registry.image_ref("test/rootless", "v1");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    nix::unistd::chown(&home, Some(65534.into()), Some(65534.into())).unwrap();
+    let dir = home.join("b");
+    let (dir_s, home_s) = (dir.to_str().unwrap(), home.to_str().unwrap());
+    let out = as_nobody(&[
+        "env",
+        &format!("HOME={home_s}"),
+        "OCCYSTRAP_NO_CACHE=1",
+        env!("CARGO_BIN_EXE_occystrap"),
+        "bundle",
+        &reference,
+        dir_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    for key in ["uidMappings", "gidMappings"] {
+        assert_eq!(config["linux"][key][0]["hostID"], 65534, "{key}");
+        assert_eq!(config["linux"][key][0]["containerID"], 0, "{key}");
+    }
+    let runc_root = home.join("runc");
+    let out = as_nobody(&[
+        "runc",
+        "--root",
+        runc_root.to_str().unwrap(),
+        "run",
+        "--bundle",
+        dir_s,
+        &format!("rootless-{}", std::process::id()),
+    ]);
+    assert!(
+        out.status.success(),
+        "runc as nobody: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("hello from a rootless bundle"), "{said}");
+}
