@@ -10,8 +10,8 @@
 //!
 //! Go's choices, which are ours:
 //! - Two zero blocks end the archive, and so does the end of the stream at
-//!   a header boundary; one zero block followed by anything else is an
-//!   invalid header.
+//!   a header boundary or inside an entry's padding; one zero block
+//!   followed by anything else is an invalid header.
 //! - A header's checksum may be summed as unsigned or signed bytes.
 //! - Directories, links, devices and FIFOs carry no data, whatever their
 //!   size field says: the next header follows at once.
@@ -481,7 +481,12 @@ impl<R: Read> Reader<R> {
                         records = Some(parsed);
                         continue;
                     }
-                    merge(&mut raw, &parsed).map_err(|r| bad(at, r))?;
+                    // As Go: a record that does not merge is no error here,
+                    // but then the header keeps no records.
+                    let parsed = match merge(&mut raw, &parsed) {
+                        Ok(()) => parsed,
+                        Err(_) => Records::new(),
+                    };
                     return Ok(Some(Header {
                         name: raw.name,
                         link_name: Vec::new(),
@@ -762,13 +767,10 @@ impl<R: Read> Reader<R> {
             let want = self.pad as usize;
             let n = self.fill(&mut pad[..want])?;
             self.pad = 0;
-            if n == 0 {
-                return Ok(false);
-            }
+            // Go's tryReadFull: a stream ending anywhere in the padding
+            // ends the archive.
             if n < want {
-                return Err(TarError::Truncated {
-                    offset: self.offset,
-                });
+                return Ok(false);
             }
         }
         Ok(true)
