@@ -34,13 +34,21 @@ bench:
 
 # Each fuzz target for FUZZ_SECONDS (default 60). Needs cargo-fuzz
 # (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP lets the stable toolchain
-# build with the sanitizer flags cargo-fuzz passes.
+# build with the sanitizer flags cargo-fuzz passes. The tar target compares
+# our reader with Go's archive/tar: it needs `go` (golang-go) to build
+# tests/golang/tarlist.go, whose path it takes from OCCYSTRAP_TARLIST.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = reference manifest layer gzip
-fuzz:
+FUZZ_TARGETS = reference manifest layer gzip tar
+TARLIST = fuzz/target/tarlist
+$(TARLIST): tests/golang/tarlist.go
+	mkdir -p fuzz/target
+	GOCACHE=$(CURDIR)/fuzz/target/go-cache GOPATH=$(CURDIR)/fuzz/target/gopath \
+		GOPROXY=off GOFLAGS= CGO_ENABLED=0 go build -o $@ $<
+fuzz: $(TARLIST)
 	@for t in $(FUZZ_TARGETS); do \
 		echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
 		mkdir -p fuzz/corpus/$$t; \
+		OCCYSTRAP_TARLIST=$(CURDIR)/$(TARLIST) \
 		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
 	done
