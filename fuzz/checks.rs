@@ -268,19 +268,6 @@ pub struct TarKnown {
 
 pub const TAR_KNOWN_DIFFERENCES: &[TarKnown] = &[
     TarKnown {
-        what: "an archive that ends inside an entry's padding: Go reads the end of \
-               the archive (tryReadFull gives io.EOF), we say it is truncated",
-        cases: &["hand-cut-in-padding"],
-        matches: ends_in_padding,
-    },
-    TarKnown {
-        what: "a global PAX header with a record Go cannot merge (uid=x): Go ignores \
-               mergePAX's error for 'g' and returns the entry (without its records), \
-               we refuse the archive",
-        cases: &["hand-global-bad-uid"],
-        matches: global_header_bad_record,
-    },
-    TarKnown {
         what: "an old GNU sparse map longer than 1 MiB (extension blocks): Go reads \
                any number of them, we refuse past MAX_SPECIAL",
         cases: &["hand-old-sparse-map-over-1mib"],
@@ -293,29 +280,6 @@ pub const TAR_KNOWN_DIFFERENCES: &[TarKnown] = &[
         matches: |_, _, _| false,
     },
 ];
-
-/// Ours fails where Go ends, and the archive with its last block completed
-/// by zeros reads for us as the original does for Go.
-fn ends_in_padding(archive: &[u8], ours: &str, go: &str) -> bool {
-    if archive.len().is_multiple_of(512) || !ours.ends_with("error\n") || !go.ends_with("end\n") {
-        return false;
-    }
-    let mut completed = archive.to_vec();
-    completed.resize(archive.len().next_multiple_of(512), 0);
-    tar_listing(&completed) == go
-}
-
-/// Equal up to an entry where we fail and Go lists a global header with
-/// no records.
-fn global_header_bad_record(_: &[u8], ours: &str, go: &str) -> bool {
-    let (ours, go): (Vec<&str>, Vec<&str>) = (ours.lines().collect(), go.lines().collect());
-    let i = ours.len() - 1;
-    ours[i] == "error"
-        && ours[..i] == go[..i.min(go.len())]
-        && go
-            .get(i)
-            .is_some_and(|l| l.contains(" type=103 ") && l.contains(" pax=- "))
-}
 
 pub fn tar_known_difference(
     name: &str,
