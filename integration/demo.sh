@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # `make demo` installs what this needs first (make deps).
+need() { command -v "$1" >/dev/null 2>&1; }
 work=$(mktemp -d)
 cleanup() {
     [ -n "${registry_pid:-}" ] && kill "$registry_pid" 2>/dev/null || true
