@@ -6,14 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# `make demo` installs what this needs first (make deps).
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need docker-registry || ! need runc || ! need skopeo || ! need umoci || ! [ -x /bin/busybox ]; then
-    echo "== installing docker-registry runc skopeo umoci busybox-static"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        docker-registry runc skopeo umoci busybox-static >/dev/null
-fi
-
 work=$(mktemp -d)
 cleanup() {
     [ -n "${registry_pid:-}" ] && kill "$registry_pid" 2>/dev/null || true

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::digest::Digest;
+use crate::leftovers::{self, Held};
 use crate::{Error, Result};
 
 /// A blob cache rooted at a directory (`blobs/<algorithm>/<hex>`,
@@ -39,14 +40,17 @@ pub struct PruneReport {
 }
 
 impl BlobCache {
-    /// Open (creating if need be) the cache at `root`.
+    /// Open (creating if need be) the cache at `root`, and remove the
+    /// temporaries killed processes left in its `tmp/`.
     pub fn open(root: &Path) -> Result<BlobCache> {
         for dir in [root.join("blobs"), root.join("tmp")] {
             fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        Ok(BlobCache {
+        let cache = BlobCache {
             root: root.to_path_buf(),
-        })
+        };
+        cache.remove_stale_temporaries();
+        Ok(cache)
     }
 
     /// `$XDG_CACHE_HOME/occystrap`, else `~/.cache/occystrap`.
@@ -99,26 +103,47 @@ impl BlobCache {
             return;
         }
         let target = self.diff_id_entry(blob);
-        let tmp = self.temporary(blob);
         let written = target
             .parent()
             .map_or(Ok(()), fs::create_dir_all)
-            .and_then(|()| fs::write(&tmp, format!("{media_type} {diff_id}\n")))
-            .and_then(|()| fs::rename(&tmp, &target));
+            .and_then(|()| self.temporary(blob))
+            .and_then(|(mut file, tmp, held)| {
+                let done = file
+                    .write_all(format!("{media_type} {diff_id}\n").as_bytes())
+                    .and_then(|()| fs::rename(&tmp, &target));
+                if done.is_err() {
+                    let _ = fs::remove_file(&tmp);
+                }
+                drop(held);
+                done
+            });
         if let Err(e) = written {
             tracing::debug!("not recording the diff_id of {blob}: {e}");
-            let _ = fs::remove_file(&tmp);
         }
     }
 
-    /// A fresh name for a file being written, renamed into place when done.
-    fn temporary(&self, digest: &Digest) -> PathBuf {
-        self.root.join("tmp").join(format!(
-            "{}.{}.{}",
-            digest.hex(),
-            std::process::id(),
-            crate::output::unique_suffix()
-        ))
+    /// A new file under a fresh name in `tmp/`, to be renamed into place
+    /// when done, and its lock (held while this process writes it: the
+    /// sweep of `tmp/` removes only files nobody holds).
+    fn temporary(&self, digest: &Digest) -> io::Result<(File, PathBuf, Held)> {
+        for _ in 0..8 {
+            let tmp = self.root.join("tmp").join(format!(
+                "{}.{}.{}",
+                digest.hex(),
+                std::process::id(),
+                crate::output::unique_suffix()
+            ));
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            // None: swept in the instant before the lock; try a new name.
+            if let Some(held) = leftovers::hold(&tmp, file.try_clone()?)? {
+                return Ok((file, tmp, held));
+            }
+        }
+        Err(io::Error::other("its temporary kept being removed"))
     }
 
     /// Whether a copy of the right size is cached (not verified: see [`BlobCache::get`]).
@@ -151,25 +176,22 @@ impl BlobCache {
     /// warning) when the cache cannot be written.
     pub fn writer(&self, digest: &Digest) -> Option<CacheWriter> {
         let target = self.entry(digest);
-        let tmp = self.temporary(digest);
         let created = target
             .parent()
             .map_or(Ok(()), fs::create_dir_all)
-            .and_then(|()| {
-                File::options()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .open(&tmp)
-            });
+            .and_then(|()| self.temporary(digest));
         match created {
-            Ok(file) => Some(CacheWriter {
+            Ok((file, tmp, held)) => Some(CacheWriter {
                 file: Some(BufWriter::with_capacity(256 * 1024, file)),
                 tmp,
                 target,
+                _held: held,
             }),
             Err(e) => {
-                tracing::warn!("not caching {digest}: {}: {e}", tmp.display());
+                tracing::warn!(
+                    "not caching {digest}: {}: {e}",
+                    self.root.join("tmp").display()
+                );
                 None
             }
         }
@@ -223,21 +245,10 @@ impl BlobCache {
         Ok(entries)
     }
 
-    /// Temporaries a killed process left behind (an hour old: a download
-    /// in progress keeps writing to its own).
+    /// Temporaries killed processes left behind: those no live process
+    /// holds (a download in progress holds its own).
     fn remove_stale_temporaries(&self) {
-        let tmp = self.root.join("tmp");
-        for entry in fs::read_dir(tmp).into_iter().flatten().flatten() {
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 3600);
-            if stale {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
+        leftovers::sweep(&self.root.join("tmp"), |_| true);
     }
 }
 
@@ -260,6 +271,9 @@ pub struct CacheWriter {
     file: Option<BufWriter<File>>,
     tmp: PathBuf,
     target: PathBuf,
+    /// Released after the temporary is renamed or removed (fields drop
+    /// after `Drop::drop`).
+    _held: Held,
 }
 
 impl CacheWriter {
@@ -394,6 +408,25 @@ mod tests {
         w.write(b"x");
         drop(w);
         assert!(cache.get(&digest, 1).is_none());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn opening_sweeps_what_no_live_writer_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let digest = Digest::sha256_of(b"x");
+        // A live download (this test), and what a killed one left.
+        let mut live = cache.writer(&digest).unwrap();
+        live.write(b"x");
+        let dead = dir.path().join("tmp").join(format!("{}.1.0", digest.hex()));
+        fs::write(&dead, b"half").unwrap();
+        let again = BlobCache::open(dir.path()).unwrap();
+        assert!(!dead.exists());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 1);
+        // The live download is intact and publishes as ever.
+        live.commit().unwrap();
+        assert!(again.get(&digest, 1).is_some());
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 }

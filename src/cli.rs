@@ -35,9 +35,13 @@ pub struct Global {
     /// Talk plain HTTP to the registry (loopback registries always do)
     #[arg(long, global = true)]
     pub insecure: bool,
-    /// Registry username (else Docker's config.json, else anonymous)
+    /// Registry username (else the credentials files, else anonymous)
     #[arg(long, global = true, env = "OCCYSTRAP_USERNAME")]
     pub username: Option<String>,
+    /// Credentials file (containers-auth.json format) read before the
+    /// default ones
+    #[arg(long, global = true, env = "REGISTRY_AUTH_FILE")]
+    pub authfile: Option<std::path::PathBuf>,
     /// Registry password or token
     #[arg(
         long,
@@ -164,6 +168,15 @@ pub enum Command {
     /// Manage the blob cache
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Print a shell completion script (e.g. `occystrap completions bash >
+    /// /etc/bash_completion.d/occystrap`)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), as `make man` installs it
+    #[command(hide = true)]
+    Man,
 }
 
 /// `cache` subcommands.
@@ -218,8 +231,9 @@ pub struct BundleArgs {
     /// Mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
-    /// Base runtime config: `default`, `rootless`, or a path to a config.json of your own
-    #[arg(long, default_value = "default")]
+    /// Base runtime config: `auto` (`default` as root, else `rootless`),
+    /// `default`, `rootless`, or a path to a config.json of your own
+    #[arg(long, default_value = "auto")]
     pub profile: String,
 }
 

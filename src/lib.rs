@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod cache;
 pub mod digest;
+pub mod encoding;
 pub mod error;
 pub mod escape;
 pub mod export;
@@ -15,6 +16,7 @@ pub mod fsroot;
 pub mod gzip;
 pub mod image;
 pub mod layer;
+pub mod leftovers;
 pub mod output;
 pub mod platform;
 pub mod pull;
@@ -54,6 +56,10 @@ pub struct PullOptions {
     pub registry: RegistryOptions,
     /// The platform to pick from a multi-platform image.
     pub platform: Platform,
+    /// Whether `platform` was asked for, rather than this machine's by
+    /// default: a single-platform image of another platform is then an
+    /// error ([`Error::NoMatchingPlatform`]), not a warning.
+    pub platform_required: bool,
 }
 
 impl Default for PullOptions {
@@ -61,6 +67,7 @@ impl Default for PullOptions {
         PullOptions {
             registry: RegistryOptions::default(),
             platform: Platform::host(),
+            platform_required: false,
         }
     }
 }
@@ -73,7 +80,34 @@ pub async fn resolve(
 ) -> Result<(Registry, ResolvedImage)> {
     let registry = Registry::connect(reference, &opts.registry)?;
     let image = image::resolve(&registry, &opts.platform).await?;
+    check_platform(&image, opts)?;
     Ok((registry, image))
+}
+
+/// An index was resolved by platform already; a single image is whatever
+/// it is, which may not be what was asked for (or what this machine runs).
+fn check_platform(image: &ResolvedImage, opts: &PullOptions) -> Result<()> {
+    let actual = image.platform();
+    if image.index.is_some()
+        || actual.os.is_empty()
+        || actual.architecture.is_empty()
+        || opts.platform.matches(&actual)
+    {
+        return Ok(());
+    }
+    if opts.platform_required {
+        return Err(Error::NoMatchingPlatform {
+            reference: image.reference.to_string(),
+            wanted: opts.platform.to_string(),
+            available: actual.to_string(),
+        });
+    }
+    tracing::warn!(
+        "{} is a {actual} image, not {}: it may not run on this machine",
+        image.reference,
+        opts.platform
+    );
+    Ok(())
 }
 
 /// Pull `reference` into a `docker load`-able tarball at `target`, tagged

@@ -7,7 +7,7 @@ mod signals;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use occystrap::error::ErrorKind;
 use occystrap::{Error, ImageRef, Platform, PullOptions, RegistryOptions};
 
@@ -60,15 +60,31 @@ fn init_logging(global: &Global) {
     } else {
         tracing::Level::WARN
     };
+    // Colour only for a person at a terminal who has not asked for none.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)
         .without_time()
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            return print_generated(|out| {
+                clap_complete::generate(*shell, &mut Cli::command(), "occystrap", out);
+                Ok(())
+            });
+        }
+        Command::Man => {
+            return print_generated(|out| clap_mangen::Man::new(Cli::command()).render(out));
+        }
+        _ => {}
+    }
     let opts = pull_options(&cli.global)?;
     match cli.command {
         Command::Export { reference, output } => {
@@ -121,10 +137,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             tracing::info!("wrote {} ({reference}, image ID {id})", output.display());
         }
         Command::Cache(command) => cache_command(command, &cli.global)?,
+        Command::Completions { .. } | Command::Man => {}
         Command::Inspect { reference } => {
             let reference: ImageRef = reference.parse()?;
             let (_, image) = occystrap::resolve(&reference, &opts).await?;
-            println!("{}", inspect_json(&image));
+            print_result(&inspect_json(&image))?;
         }
     }
     Ok(())
@@ -153,12 +170,14 @@ async fn make_bundle(
     command: Vec<String>,
     opts: &PullOptions,
 ) -> Result<(), Error> {
+    let euid = nix::unistd::geteuid();
     let profile = match args.profile.as_str() {
         "default" => convert::DEFAULT_PROFILE.to_string(),
-        "rootless" => convert::rootless_profile(
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
-        )?,
+        "auto" if euid.is_root() => convert::DEFAULT_PROFILE.to_string(),
+        // Not root: a bundle this user's runc can start.
+        "rootless" | "auto" => {
+            convert::rootless_profile(euid.as_raw(), nix::unistd::getegid().as_raw())?
+        }
         path => std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
     };
     let bundle = BundleOptions {
@@ -242,20 +261,48 @@ fn cache_command(command: CacheCommand, global: &Global) -> Result<(), Error> {
     match command {
         CacheCommand::Info => {
             let (blobs, bytes) = cache.usage()?;
-            println!("{}: {blobs} blobs, {bytes} bytes", cache.root().display());
+            print_result(&format!(
+                "{}: {blobs} blobs, {bytes} bytes",
+                cache.root().display()
+            ))?;
         }
         CacheCommand::Prune { max_size } => {
             let report = cache.prune(max_size)?;
-            println!(
+            print_result(&format!(
                 "{}: removed {} blobs ({} bytes); {} bytes stay",
                 cache.root().display(),
                 report.removed,
                 report.freed,
                 report.kept
-            );
+            ))?;
         }
     }
     Ok(())
+}
+
+/// Print a result on stdout. A reader that went away (`inspect | head`)
+/// ends the program quietly, with the status of a process killed by
+/// SIGPIPE, as other command-line tools end.
+fn print_result(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(128 + libc::SIGPIPE)
+        }
+        Err(e) => Err(Error::io("standard output", e)),
+    }
+}
+
+/// Print what `generate` writes (a completion script, the manual page) as
+/// a result.
+fn print_generated(
+    generate: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    let mut text = Vec::new();
+    generate(&mut text).map_err(|e| Error::io("standard output", e))?;
+    print_result(String::from_utf8_lossy(&text).trim_end())
 }
 
 /// Platform from `--platform`, or the host's with `--os/--architecture/--variant` applied.
@@ -285,6 +332,7 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
         registry: RegistryOptions {
             insecure: global.insecure,
             credentials,
+            authfile: global.authfile.clone(),
             retries: global.retries,
             timeout: std::time::Duration::from_secs(global.timeout),
             retry_delay: std::time::Duration::from_millis(global.retry_delay),
@@ -296,5 +344,9 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
             jobs: global.jobs,
         },
         platform,
+        platform_required: global.platform.is_some()
+            || global.os.is_some()
+            || global.architecture.is_some()
+            || global.variant.is_some(),
     })
 }

@@ -1,12 +1,20 @@
 //! Atomic outputs: every file or directory is built under a temporary name
 //! beside its target and renamed into place only when complete. Dropping an
 //! uncommitted output removes the temporary, so a failure never leaves
-//! something that looks finished.
+//! something that looks finished. A temporary is locked while its process
+//! lives, and starting an output sweeps the temporaries beside it that
+//! killed processes left (see [`crate::leftovers`]).
 
 use std::fs::{self, File};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::leftovers::{self, Held};
 use crate::{Error, Result};
+
+/// How many times to start over when a sweeper removed a temporary in the
+/// instant between its creation and its lock (each time under a new name).
+const ATTEMPTS: usize = 8;
 
 /// An output under construction.
 #[derive(Debug)]
@@ -15,6 +23,8 @@ pub struct Staged {
     target: PathBuf,
     is_dir: bool,
     committed: bool,
+    /// The lock on the temporary; dropped after it is renamed or removed.
+    held: Option<Held>,
 }
 
 impl Staged {
@@ -33,19 +43,37 @@ impl Staged {
                 kind_of(&meta.file_type())
             )));
         }
-        let staged = Staged::new(target, false)?;
-        let file = File::options()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&staged.tmp)
-            .map_err(|e| Error::io(&staged.tmp, e))?;
-        Ok((staged, file))
+        Staged::sweep_beside(target);
+        for _ in 0..ATTEMPTS {
+            let mut staged = Staged::new(target, false)?;
+            let file = File::options()
+                .write(true)
+                .read(true)
+                .create_new(true)
+                .open(&staged.tmp)
+                .map_err(|e| Error::io(&staged.tmp, e))?;
+            let handle = file.try_clone().map_err(|e| Error::io(&staged.tmp, e))?;
+            if staged.hold(handle)? {
+                return Ok((staged, file));
+            }
+        }
+        Err(Staged::swept_away(target))
     }
 
     /// Start a directory output. An existing `target` is refused unless
     /// `replace` is set; then it is swapped out only on commit.
     pub fn dir(target: &Path, replace: bool) -> Result<Staged> {
+        Staged::dir_mode(target, replace, 0o755)
+    }
+
+    /// Like [`Staged::dir`], but the directory is 0700 from its creation
+    /// on: for outputs holding an image's filesystem, whose setuid
+    /// binaries and 0666 device nodes no other host user may reach.
+    pub fn private_dir(target: &Path, replace: bool) -> Result<Staged> {
+        Staged::dir_mode(target, replace, 0o700)
+    }
+
+    fn dir_mode(target: &Path, replace: bool, mode: u32) -> Result<Staged> {
         if let Ok(meta) = fs::symlink_metadata(target) {
             if !replace {
                 return Err(Error::OutputExists {
@@ -63,9 +91,56 @@ impl Staged {
                 )));
             }
         }
-        let staged = Staged::new(target, true)?;
-        fs::create_dir(&staged.tmp).map_err(|e| Error::io(&staged.tmp, e))?;
-        Ok(staged)
+        Staged::sweep_beside(target);
+        for _ in 0..ATTEMPTS {
+            let mut staged = Staged::new(target, true)?;
+            fs::DirBuilder::new()
+                .mode(mode)
+                .create(&staged.tmp)
+                .map_err(|e| Error::io(&staged.tmp, e))?;
+            let handle = File::options()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                .open(&staged.tmp)
+                .map_err(|e| Error::io(&staged.tmp, e))?;
+            if staged.hold(handle)? {
+                return Ok(staged);
+            }
+        }
+        Err(Staged::swept_away(target))
+    }
+
+    /// Remove what killed processes left beside `target` (our names only,
+    /// never a temporary a live process holds).
+    fn sweep_beside(target: &Path) {
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        leftovers::sweep(parent, leftovers::is_staged_name);
+    }
+
+    /// Lock the temporary just created; false when a sweeper removed it
+    /// first (then nothing of ours is at that path).
+    fn hold(&mut self, handle: File) -> Result<bool> {
+        match leftovers::hold(&self.tmp, handle) {
+            Ok(Some(held)) => {
+                self.held = Some(held);
+                Ok(true)
+            }
+            Ok(None) => {
+                self.committed = true;
+                Ok(false)
+            }
+            Err(e) => Err(Error::io(&self.tmp, e)),
+        }
+    }
+
+    fn swept_away(target: &Path) -> Error {
+        Error::io(
+            target,
+            std::io::Error::other("its temporary kept being removed while it was created"),
+        )
     }
 
     fn new(target: &Path, is_dir: bool) -> Result<Staged> {
@@ -93,6 +168,7 @@ impl Staged {
             target: target.to_path_buf(),
             is_dir,
             committed: false,
+            held: None,
         })
     }
 
@@ -112,6 +188,9 @@ impl Staged {
             // A directory cannot be renamed over a non-empty one: swap the old
             // one aside first, then remove it once the new one is in place.
             let old = self.tmp.with_extension("old");
+            // Locked before it takes a temporary's name, so that no sweeper
+            // removes the old output while it may still have to go back.
+            let _old_held = leftovers::try_hold_dir(&self.target);
             fs::rename(&self.target, &old).map_err(|e| Error::io(&self.target, e))?;
             if let Err(e) = fs::rename(&self.tmp, &self.target) {
                 let _ = fs::rename(&old, &self.target);
@@ -248,6 +327,21 @@ mod tests {
         assert!(kinds(Path::new("/dev/null")).is_char_device());
         // Nothing was staged beside them.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn private_dirs_are_private_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let target = dir.path().join("bundle");
+        let s = Staged::private_dir(&target, false).unwrap();
+        assert_eq!(mode(s.path()), 0o700);
+        s.commit().unwrap();
+        assert_eq!(mode(&target), 0o700);
+        let s = Staged::private_dir(&target, true).unwrap();
+        s.commit().unwrap();
+        assert_eq!(mode(&target), 0o700);
     }
 
     #[test]

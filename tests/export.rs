@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::busybox::busybox_image;
-use common::cli::{assert_empty, fails_with, occystrap, ok, tar_entries};
+use common::cli::{assert_empty, command, fails_with, occystrap, ok, tar_entries};
 use common::fake::base64;
 use common::image::{Compression, Format, ImageSpec, LayerSpec, PlatformSpec};
 use common::push::PushedImage;
@@ -414,4 +414,80 @@ fn a_device_or_fifo_at_the_output_path_is_refused_untouched() {
         2,
         "no temporaries"
     );
+}
+
+/// containers-auth.json(5): `--authfile` / `REGISTRY_AUTH_FILE`, then
+/// `$XDG_RUNTIME_DIR/containers/auth.json`, then
+/// `~/.config/containers/auth.json`, then Docker's config; in each, the
+/// most specific `host/namespace` key.
+#[test]
+fn credentials_from_auth_json_files_in_order() {
+    let registry = Registry::start_with_basic_auth("alice", "s3cret");
+    registry.push_image("private/app", "v1", &busybox_image());
+    let reference = registry.image_ref("private/app", "v1");
+    let host = &registry.addr;
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, runtime) = (tmp.path().join("home"), tmp.path().join("run"));
+    let write = |path: &Path, json: String| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, json).unwrap();
+    };
+    let auths = |entries: &[(&str, &str)]| {
+        let body: Vec<String> = entries
+            .iter()
+            .map(|(key, pair)| format!("{key:?}: {{\"auth\": {:?}}}", base64(pair.as_bytes())))
+            .collect();
+        format!("{{\"auths\": {{{}}}}}", body.join(", "))
+    };
+    let good = auths(&[(host, "alice:s3cret")]);
+    let bad = auths(&[(host, "alice:wrong")]);
+    let user_file = home.join(".config/containers/auth.json");
+    let runtime_file = runtime.join("containers/auth.json");
+    let authfile = tmp.path().join("given.json");
+    let run = |extra: &[&str], env: &[(&str, &Path)]| {
+        let out = tmp.path().join("out.tar");
+        let _ = std::fs::remove_file(&out);
+        let mut cmd = command();
+        cmd.env("HOME", &home);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(extra)
+            .args(["export", &reference, out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let runtime_env: &[(&str, &Path)] = &[("XDG_RUNTIME_DIR", &runtime)];
+
+    write(&user_file, good.clone());
+    ok(&run(&[], &[]));
+    write(&runtime_file, bad.clone());
+    fails_with(&run(&[], runtime_env), 3, "authentication");
+    write(&runtime_file, good.clone());
+    write(&user_file, bad.clone());
+    ok(&run(&[], runtime_env));
+    write(&authfile, bad.clone());
+    fails_with(
+        &run(&["--authfile", authfile.to_str().unwrap()], runtime_env),
+        3,
+        "authentication",
+    );
+    fails_with(
+        &run(
+            &[],
+            &[
+                ("XDG_RUNTIME_DIR", &runtime),
+                ("REGISTRY_AUTH_FILE", &authfile),
+            ],
+        ),
+        3,
+        "authentication",
+    );
+    // The namespace key beats the host key in the same file.
+    let scoped = auths(&[
+        (host, "alice:wrong"),
+        (&format!("{host}/private"), "alice:s3cret"),
+    ]);
+    write(&authfile, scoped);
+    ok(&run(&["--authfile", authfile.to_str().unwrap()], &[]));
 }

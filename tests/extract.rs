@@ -602,3 +602,121 @@ fn expanded_directories_match_the_bundle_rootfs() {
         temporaries(tmp.path())
     );
 }
+
+/// The original occystrap's flow with a registry of our own:
+/// `fetch-to-extracted --use-unique-names REGISTRY IMAGE TAG DIR`, then
+/// `recreate-image DIR IMAGE TAG OUT` without the registry.
+#[test]
+fn recreate_finds_an_image_by_its_path_alone_unless_ambiguous() {
+    let first = Registry::start();
+    let second = Registry::start();
+    first.push_image("team/app", "v1", &app("a"));
+    second.push_image("team/app", "v1", &app("b"));
+    second.push_image("team/other", "v1", &app("b"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shared");
+    for (registry, repo) in [(&first, "team/app"), (&second, "team/other")] {
+        ok(&occystrap(&[
+            "fetch-to-extracted",
+            "--use-unique-names",
+            &registry.addr,
+            repo,
+            "v1",
+            s(&dir),
+        ]));
+    }
+    let out = tmp.path().join("app.tar");
+    ok(&occystrap(&[
+        "recreate-image",
+        s(&dir),
+        "team/app",
+        "v1",
+        s(&out),
+    ]));
+    assert_eq!(
+        fs::read(&out).unwrap(),
+        exported(&first.image_ref("team/app", "v1"), tmp.path())
+    );
+    // A missing tag is still "not found".
+    fails_with(
+        &occystrap(&["recreate-image", s(&dir), "team/app", "v2", s(&out)]),
+        3,
+        "not in",
+    );
+    // The same path from two registries: name one.
+    ok(&occystrap(&[
+        "fetch-to-extracted",
+        "--use-unique-names",
+        &second.addr,
+        "team/app",
+        "v1",
+        s(&dir),
+    ]));
+    let ambiguous = occystrap(&["recreate-image", s(&dir), "team/app", "v1", s(&out)]);
+    fails_with(&ambiguous, 2, "matches several images");
+    fails_with(&ambiguous, 2, &format!("{}/team/app:v1", first.addr));
+    fails_with(&ambiguous, 2, &format!("{}/team/app:v1", second.addr));
+}
+
+#[test]
+fn expanded_trees_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = Registry::start();
+    registry.push_image("test/app", "v1", &app("private"));
+    let reference = registry.image_ref("test/app", "v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+
+    // Plain: DIR, which holds every tree, is 0700 (without --expand, it
+    // holds only tar files and keeps the usual mode).
+    let plain = tmp.path().join("plain");
+    ok(&occystrap(&["extract", "--expand", &reference, s(&plain)]));
+    assert_eq!(mode(&plain), 0o700);
+    let tars = tmp.path().join("tars");
+    ok(&occystrap(&["extract", &reference, s(&tars)]));
+    assert_eq!(mode(&tars), 0o755);
+
+    // Shared: a new DIR is 0700, whether this run expands or a later one will.
+    for (name, expand) in [("shared", true), ("store", false)] {
+        let dir = tmp.path().join(name);
+        let mut args = vec!["extract", "--use-unique-names"];
+        if expand {
+            args.push("--expand");
+        }
+        args.extend([reference.as_str(), s(&dir)]);
+        ok(&occystrap(&args));
+        assert_eq!(mode(&dir), 0o700, "{name}");
+    }
+
+    // An existing DIR other users can enter is not expanded into: its mode
+    // is not ours to change, so the message says how.
+    let open = tmp.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = occystrap(&[
+        "extract",
+        "--unique-names",
+        "--expand",
+        &reference,
+        s(&open),
+    ]);
+    fails_with(&out, 2, "chmod 700");
+    assert_eq!(fs::read_dir(&open).unwrap().count(), 0);
+    assert_eq!(mode(&open), 0o755);
+    // Without --expand it is used as it is; once private, expanding works.
+    ok(&occystrap(&[
+        "extract",
+        "--unique-names",
+        &reference,
+        s(&open),
+    ]));
+    assert_eq!(mode(&open), 0o755);
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o700)).unwrap();
+    ok(&occystrap(&[
+        "extract",
+        "--unique-names",
+        "--expand",
+        &reference,
+        s(&open),
+    ]));
+}

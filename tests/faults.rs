@@ -745,6 +745,38 @@ fn decompression_bombs_are_stopped_by_the_limits() {
     ok(&export(&reference, &out, &["--max-entries", "100"]));
 }
 
+/// A layer Go's archive/tar refuses (a single zero block, then another
+/// header) is refused by export as by bundle, naming the byte offset;
+/// silently dropping the entries after the zero block would show a
+/// scanner a tree the runtime does not get.
+#[test]
+fn layers_our_reader_refuses_are_refused_by_every_command() {
+    let registry = Registry::start();
+    let mut tar = Vec::new();
+    for (name, gap) in [("a", false), ("b", true)] {
+        if gap {
+            tar.extend([0u8; 512]);
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.extend_from_slice(h.as_bytes());
+    }
+    tar.extend([0u8; 1024]);
+    let image = ImageSpec::new().layer(LayerSpec::from_tar(tar));
+    registry.push_image("test/zero-block", "v1", &image);
+    let reference = registry.image_ref("test/zero-block", "v1");
+    both_fail(
+        &reference,
+        &[],
+        4,
+        "invalid tar header at byte 1024: a header after a single zero block",
+        || {},
+    );
+}
+
 /// 50 pulls through a server failing a fifth of its requests at random
 /// (seeded): each either succeeds with a verified output or leaves nothing.
 /// Odd runs may not retry, so that failures happen too.

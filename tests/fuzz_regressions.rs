@@ -1,13 +1,16 @@
 //! Replays the fuzz targets' checks over their seeds and over every input
 //! a fuzzer found (fuzz/regressions/<target>/), so what was fixed stays
-//! fixed without a fuzzer installed.
+//! fixed without a fuzzer installed. The `tar` inputs are also read by
+//! Go's archive/tar (tests/golang/tarlist.go), so this needs `go`.
+
+mod common;
 
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
 use std::path::Path;
 
-fn replay(target: &str, check: fn(&[u8])) {
+fn replay(target: &str, mut check: impl FnMut(&[u8])) {
     let mut count = 0;
     for dir in ["fuzz/seeds", "fuzz/regressions"] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(target);
@@ -40,4 +43,10 @@ fn layer_inputs() {
 #[test]
 fn gzip_inputs() {
     replay("gzip", checks::gzip);
+}
+
+#[test]
+fn tar_inputs() {
+    let mut go = checks::GoTarList::start(&common::golang::tarlist());
+    replay("tar", |data| checks::tar_with(&mut go, data));
 }

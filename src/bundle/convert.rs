@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use oci_spec::image::{Config, ImageConfiguration};
 use serde_json::{Map, Value, json};
 
-use super::users::{UserError, resolve_user};
+use super::users::{AccountFile, UserError, resolve_user};
 
 /// runc's default config (`runc spec`): the base of a bundle run as root.
 pub const DEFAULT_PROFILE: &str = include_str!("../../bundles/default.json");
@@ -100,9 +100,8 @@ pub enum ConvertError {
 ///
 /// `image` is the parsed image config; `profile` a runtime config as JSON
 /// ([`DEFAULT_PROFILE`], [`rootless_profile`] or the user's);
-/// `passwd`/`group` the contents of the rootfs's `/etc/passwd` and
-/// `/etc/group` (`None` when absent), read by the caller confined to the
-/// rootfs.
+/// `passwd`/`group` the rootfs's `/etc/passwd` and `/etc/group`, read by
+/// the caller confined to the rootfs.
 ///
 /// The profile's `process.args`, `env`, `cwd`, `terminal` and the ids of
 /// `process.user` are replaced; everything else in it is kept. Volumes are
@@ -110,8 +109,8 @@ pub enum ConvertError {
 pub fn convert(
     image: &ImageConfiguration,
     profile: &str,
-    passwd: Option<&[u8]>,
-    group: Option<&[u8]>,
+    passwd: AccountFile<'_>,
+    group: AccountFile<'_>,
     opts: &ConvertOptions,
 ) -> Result<Value, ConvertError> {
     let os = image.os().to_string();
@@ -137,6 +136,7 @@ pub fn convert(
     let env = process_env(cfg, user.home.as_deref(), opts)?;
     check_mapped(&spec, "uid", user.uid)?;
     check_mapped(&spec, "gid", user.gid)?;
+    let additional_gids = supplementary(&spec, user.gid, user.additional_gids)?;
 
     let root = as_object(&mut spec, "the profile")?;
     let process = object_at(root, "process")?;
@@ -147,10 +147,10 @@ pub fn convert(
     let proc_user = object_at(process, "user")?;
     proc_user.insert("uid".into(), json!(user.uid));
     proc_user.insert("gid".into(), json!(user.gid));
-    if user.additional_gids.is_empty() {
+    if additional_gids.is_empty() {
         proc_user.remove("additionalGids");
     } else {
-        proc_user.insert("additionalGids".into(), json!(user.additional_gids));
+        proc_user.insert("additionalGids".into(), json!(additional_gids));
     }
 
     let rootfs = object_at(root, "root")?;
@@ -342,15 +342,24 @@ fn image_annotations(image: &ImageConfiguration) -> BTreeMap<String, String> {
 /// Refuse an id outside the profile's `linux.<kind>Mappings`, when it has
 /// any: the runtime could not switch to it and would fail obscurely.
 fn check_mapped(spec: &Value, kind: &'static str, id: u32) -> Result<(), ConvertError> {
+    match is_mapped(spec, kind, id)? {
+        Some(false) => Err(ConvertError::UnmappedId { kind, id }),
+        Some(true) | None => Ok(()),
+    }
+}
+
+/// Whether the profile's `linux.<kind>Mappings` cover `id`; `None` when
+/// the profile maps no ids (no user namespace).
+fn is_mapped(spec: &Value, kind: &'static str, id: u32) -> Result<Option<bool>, ConvertError> {
     let key = format!("{kind}Mappings");
     let Some(mappings) = spec
         .pointer(&format!("/linux/{key}"))
         .and_then(Value::as_array)
     else {
-        return Ok(());
+        return Ok(None);
     };
     if mappings.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let covers = |m: &Value| -> Result<bool, ConvertError> {
         let field = |name: &str| {
@@ -365,10 +374,28 @@ fn check_mapped(spec: &Value, kind: &'static str, id: u32) -> Result<(), Convert
     };
     for mapping in mappings {
         if covers(mapping)? {
-            return Ok(());
+            return Ok(Some(true));
         }
     }
-    Err(ConvertError::UnmappedId { kind, id })
+    Ok(Some(false))
+}
+
+/// The supplementary groups to write. In a profile with a user namespace,
+/// groups from `/etc/group` that the mappings do not cover are dropped, and
+/// so is the primary gid (the process has it anyway): runc, resolving the
+/// same files itself, silently skips groups it cannot set there, whereas an
+/// explicit `additionalGids` it cannot set (any at all, for an unprivileged
+/// runc) makes the container fail to start.
+fn supplementary(spec: &Value, gid: u32, gids: Vec<u32>) -> Result<Vec<u32>, ConvertError> {
+    let mut kept = Vec::with_capacity(gids.len());
+    for g in gids {
+        match is_mapped(spec, "gid", g)? {
+            None => kept.push(g),
+            Some(true) if g != gid => kept.push(g),
+            Some(_) => {}
+        }
+    }
+    Ok(kept)
 }
 
 /// `value` as an object, or an error naming `what`.
@@ -412,8 +439,8 @@ mod tests {
         convert(
             image,
             DEFAULT_PROFILE,
-            Some(PASSWD.as_bytes()),
-            Some(GROUP.as_bytes()),
+            AccountFile::Read(PASSWD.as_bytes()),
+            AccountFile::Read(GROUP.as_bytes()),
             opts,
         )
     }
@@ -590,7 +617,11 @@ mod tests {
                 "app",
                 json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 50]}),
             ),
-            ("1000", json!({"uid": 1000, "gid": 1000})),
+            // A uid gets the groups of its passwd entry's name, as in runc.
+            (
+                "1000",
+                json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 50]}),
+            ),
             ("app:wheel", json!({"uid": 1000, "gid": 10})),
             ("1000:50", json!({"uid": 1000, "gid": 50})),
             ("4242:wheel", json!({"uid": 4242, "gid": 10})),
@@ -607,6 +638,16 @@ mod tests {
         };
         let got = run(&image(r#"{"Cmd":["sh"],"User":"nobody"}"#, ""), &opts).unwrap();
         assert_eq!(got["process"]["user"], json!({"uid": 0, "gid": 0}));
+        // ... and is resolved the same way, groups included.
+        let opts = ConvertOptions {
+            user: Some("1000".into()),
+            ..Default::default()
+        };
+        let got = run(&image(r#"{"Cmd":["sh"]}"#, ""), &opts).unwrap();
+        assert_eq!(
+            got["process"]["user"],
+            json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 50]})
+        );
 
         for (user, culprit) in [("nobody", "nobody"), ("app:nogroup", "nogroup")] {
             let err = ok_err(&format!(r#"{{"Cmd":["sh"],"User":"{user}"}}"#));
@@ -632,12 +673,42 @@ mod tests {
             convert(
                 &img,
                 &profile,
-                Some(PASSWD.as_bytes()),
-                None,
+                AccountFile::Read(PASSWD.as_bytes()),
+                AccountFile::Absent,
                 &Default::default(),
             )
         };
         assert!(convert_as("0").is_ok());
+        // Root's groups from /etc/group: none can be set by an unprivileged
+        // runc, so none are written (0 is mapped but is the primary gid).
+        let group = b"root:x:0:root\nwheel:x:10:root\n";
+        for user in ["", "0", "root"] {
+            let img = image(&format!(r#"{{"Cmd":["sh"],"User":"{user}"}}"#), "");
+            let got = convert(
+                &img,
+                &profile,
+                AccountFile::Read(PASSWD.as_bytes()),
+                AccountFile::Read(group),
+                &Default::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                got["process"]["user"],
+                json!({"uid": 0, "gid": 0}),
+                "{user:?}"
+            );
+            // Without a user namespace, all of them.
+            let got = convert(
+                &img,
+                DEFAULT_PROFILE,
+                AccountFile::Read(PASSWD.as_bytes()),
+                AccountFile::Read(group),
+                &Default::default(),
+            )
+            .unwrap();
+            let want = json!({"uid": 0, "gid": 0, "additionalGids": [0, 10]});
+            assert_eq!(got["process"]["user"], want, "{user:?}");
+        }
         let err = convert_as("app").unwrap_err();
         assert!(
             matches!(
@@ -687,8 +758,8 @@ mod tests {
         let got = convert(
             &image(config, ""),
             &profile.to_string(),
-            None,
-            None,
+            AccountFile::Absent,
+            AccountFile::Absent,
             &Default::default(),
         )
         .unwrap();
@@ -710,7 +781,14 @@ mod tests {
     fn bad_inputs() {
         let img = image(r#"{"Cmd":["sh"]}"#, "");
         for profile in ["not json", "[1]", r#"{"process":3}"#, r#"{"root":"x"}"#] {
-            let err = convert(&img, profile, None, None, &Default::default()).unwrap_err();
+            let err = convert(
+                &img,
+                profile,
+                AccountFile::Absent,
+                AccountFile::Absent,
+                &Default::default(),
+            )
+            .unwrap_err();
             assert!(
                 matches!(err, ConvertError::InvalidProfile { .. }),
                 "{profile}: {err}"

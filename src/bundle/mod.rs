@@ -13,6 +13,7 @@ use crate::registry::Registry;
 use crate::unpack::{self, UnpackOptions};
 use crate::{Error, Result, pull};
 use convert::ConvertOptions;
+use users::AccountFile;
 
 /// /etc/passwd or /etc/group larger than this is not an account database.
 const ACCOUNTS_LIMIT: u64 = 16 * 1024 * 1024;
@@ -43,7 +44,9 @@ impl Default for BundleOptions {
 }
 
 /// Build a bundle of `image` at `dir`. The directory appears only when
-/// complete; on any error nothing is left there.
+/// complete; on any error nothing is left there. It is mode 0700, as
+/// umoci makes it: other host users must not reach the image's setuid
+/// binaries and device nodes through `dir/rootfs`.
 pub async fn create(
     registry: &Registry,
     image: &ResolvedImage,
@@ -51,7 +54,8 @@ pub async fn create(
     opts: &BundleOptions,
 ) -> Result<()> {
     convert::check_profile(&opts.profile)?;
-    let staged = Staged::dir(dir, opts.replace)?;
+    // Private: the rootfs holds the image's setuid binaries and devices.
+    let staged = Staged::private_dir(dir, opts.replace)?;
     let rootfs = staged.path().join("rootfs");
     std::fs::create_dir(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
     let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
@@ -70,8 +74,8 @@ pub async fn create(
     let spec = convert::convert(
         &image.config,
         &opts.profile,
-        passwd.as_deref(),
-        group.as_deref(),
+        passwd.as_file(),
+        group.as_file(),
         &opts.convert,
     )?;
     let config_path = staged.path().join("config.json");
@@ -81,7 +85,45 @@ pub async fn create(
     staged.commit()
 }
 
-fn read_accounts(root: &RootDir, path: &str) -> Result<Option<Vec<u8>>> {
-    root.read_file(path, ACCOUNTS_LIMIT)
-        .map_err(|e| Error::io(root.path().join(path.trim_start_matches('/')), e))
+/// An account file read from the rootfs, owned.
+enum Accounts {
+    Read(Vec<u8>),
+    Absent,
+    Unreadable(String),
+}
+
+impl Accounts {
+    fn as_file(&self) -> AccountFile<'_> {
+        match self {
+            Accounts::Read(data) => AccountFile::Read(data),
+            Accounts::Absent => AccountFile::Absent,
+            Accounts::Unreadable(reason) => AccountFile::Unreadable(reason),
+        }
+    }
+}
+
+/// Read `/etc/passwd` or `/etc/group` confined to the rootfs. What the image
+/// put there (a symlink to `/dev/null` or out of the root, a directory, a
+/// loop, a huge file) makes it unreadable, not the bundle a failure: runc
+/// ignores such files too, so only a user or group *name* then fails. A
+/// failure of the host is an error, named by the image path (the staging
+/// directory is gone by the time anyone reads the message).
+fn read_accounts(root: &RootDir, path: &str) -> Result<Accounts> {
+    match root.read_file(path, ACCOUNTS_LIMIT) {
+        Ok(Some(data)) => Ok(Accounts::Read(data)),
+        Ok(None) => Ok(Accounts::Absent),
+        Err(e) if is_host_failure(&e) => Err(Error::io(format!("{path} in the image"), e)),
+        Err(e) => {
+            tracing::info!("{path} in the image cannot be read ({e}): treating it as empty");
+            Ok(Accounts::Unreadable(e.to_string()))
+        }
+    }
+}
+
+/// Errors that say nothing about the file, only about this machine.
+fn is_host_failure(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR)
+    )
 }

@@ -4,7 +4,13 @@
 //!
 //! Everything here is a pure function over file *contents*: the caller reads
 //! the files confined to the rootfs (an image's `/etc/passwd` may be a
-//! symlink to anywhere) and passes `None` when a file is absent.
+//! symlink to anywhere) and says when a file is absent or unreadable.
+//!
+//! The result is what runc's `GetExecUser` (moby/sys/user) gives, which is
+//! what Docker, umoci and podman run the image's process with: a file that
+//! cannot be read counts as empty (only a *name* then fails), and the
+//! supplementary groups are those listing the matched passwd entry's name,
+//! whether the user was given by name, by uid or not at all (root).
 
 /// Largest id accepted: ids are signed 32-bit on some systems, so anything
 /// above `2^31 - 1` is refused rather than silently wrapped.
@@ -17,32 +23,85 @@ pub struct ResolvedUser {
     pub uid: u32,
     /// `process.user.gid`.
     pub gid: u32,
-    /// `process.user.additionalGids`: the user's supplementary groups, in
-    /// `/etc/group` order without duplicates. Only filled when the user was
-    /// given by name and no group was given.
+    /// `process.user.additionalGids`: the gids of the groups listing the
+    /// user's passwd name as a member, in `/etc/group` order without
+    /// duplicates. Empty when a group was given or the uid has no passwd
+    /// entry.
     pub additional_gids: Vec<u32>,
     /// The home directory from the user's `/etc/passwd` entry, if any.
     pub home: Option<String>,
+}
+
+/// One of the image's account files (`/etc/passwd`, `/etc/group`) as the
+/// caller found it in the rootfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountFile<'a> {
+    /// Its contents.
+    Read(&'a [u8]),
+    /// The image has no such file.
+    Absent,
+    /// It is there but cannot be read as a file (a symlink to `/dev/null`,
+    /// a directory, a loop, too large): like runc, treated as having no
+    /// entries. The reason is kept for messages.
+    Unreadable(&'a str),
+}
+
+impl<'a> AccountFile<'a> {
+    fn contents(self) -> Option<&'a [u8]> {
+        match self {
+            AccountFile::Read(data) => Some(data),
+            AccountFile::Absent | AccountFile::Unreadable(_) => None,
+        }
+    }
+
+    fn state(self) -> FileState {
+        match self {
+            AccountFile::Read(_) => FileState::Read,
+            AccountFile::Absent => FileState::Absent,
+            AccountFile::Unreadable(reason) => FileState::Unreadable(reason.to_owned()),
+        }
+    }
+}
+
+/// What a lookup found of an account file, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    /// Read, and the entry is not in it.
+    Read,
+    /// The image has no such file.
+    Absent,
+    /// The file could not be read, for this reason.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for FileState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileState::Read => Ok(()),
+            FileState::Absent => f.write_str(" (the image has no such file)"),
+            FileState::Unreadable(reason) => write!(f, " (it cannot be read: {reason})"),
+        }
+    }
 }
 
 /// Why a `Config.User` could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserError {
     /// A user name with no entry in the image's `/etc/passwd`.
-    #[error("user {name:?} not found in the image's /etc/passwd{}", absent_note(*.passwd_absent))]
+    #[error("user {name:?} not found in /etc/passwd in the image{passwd}")]
     UnknownUser {
         /// The name looked up.
         name: String,
-        /// True when the image has no `/etc/passwd` at all.
-        passwd_absent: bool,
+        /// Whether the image's `/etc/passwd` was read, absent or unreadable.
+        passwd: FileState,
     },
     /// A group name with no entry in the image's `/etc/group`.
-    #[error("group {name:?} not found in the image's /etc/group{}", absent_note(*.group_absent))]
+    #[error("group {name:?} not found in /etc/group in the image{group}")]
     UnknownGroup {
         /// The name looked up.
         name: String,
-        /// True when the image has no `/etc/group` at all.
-        group_absent: bool,
+        /// Whether the image's `/etc/group` was read, absent or unreadable.
+        group: FileState,
     },
     /// A numeric id that is negative or above [`MAX_ID`].
     #[error("id {id:?} is out of range (0..={MAX_ID})")]
@@ -56,14 +115,6 @@ pub enum UserError {
         /// The whole spec.
         spec: String,
     },
-}
-
-fn absent_note(absent: bool) -> &'static str {
-    if absent {
-        " (the image has no such file)"
-    } else {
-        ""
-    }
 }
 
 /// One half of a user spec: a number or a name.
@@ -155,21 +206,25 @@ fn group_entries(contents: &[u8]) -> impl Iterator<Item = GroupEntry<'_>> {
 }
 
 /// Resolve an image's `Config.User` (`""`, `user`, `uid`, `user:group`,
-/// `uid:gid`, `uid:group` or `user:gid`) against the contents of the
-/// image's `/etc/passwd` and `/etc/group` (`None` when absent).
+/// `uid:gid`, `uid:group` or `user:gid`) against the image's `/etc/passwd`
+/// and `/etc/group`.
 ///
 /// - A name must exist (user in passwd, group in group), else an error.
 /// - A numeric uid is used as is; its passwd entry, when there is one,
 ///   supplies the default gid and the home directory; otherwise gid is 0.
 /// - A given group (name or gid) replaces the passwd gid.
-/// - Supplementary groups are added only for a user given by name with no
-///   group, as the spec says not to touch them otherwise.
-/// - The empty string (and an empty user part, as in `:group`) is root.
+/// - The empty string (and an empty user part, as in `:group`) is uid 0,
+///   looked up in passwd like a numeric uid.
+/// - Supplementary groups: when no group is given, every group listing the
+///   passwd entry's name (found by name or by uid) as a member. This is
+///   what runc's `GetExecUser` does for Docker and umoci; conversion.md
+///   only asks for them for a name, but a bundle should run the process
+///   with the groups those runtimes give it.
 /// - The first matching entry wins; malformed lines are skipped.
 pub fn resolve_user(
     user: &str,
-    passwd: Option<&[u8]>,
-    group: Option<&[u8]>,
+    passwd: AccountFile<'_>,
+    group: AccountFile<'_>,
 ) -> Result<ResolvedUser, UserError> {
     let (user_part, group_part) = split_spec(user)?;
     let user_id = match user_part {
@@ -185,7 +240,7 @@ pub fn resolve_user(
         Some(Id::Name(name)) => lookup_group(name, group)?,
     };
     let additional_gids = match (name, group_id) {
-        (Some(name), None) => supplementary_gids(name, group),
+        (Some(name), None) => supplementary_gids(name, group.contents()),
         _ => Vec::new(),
     };
     Ok(ResolvedUser {
@@ -209,38 +264,36 @@ fn split_spec(spec: &str) -> Result<(&str, Option<&str>), UserError> {
     Ok((user, group))
 }
 
-/// uid, default gid, home, and — for a user given by name — that name.
-type UserLookup<'a, 'b> = (u32, u32, Option<&'a str>, Option<&'b str>);
+/// uid, default gid, home, and the name of the matching passwd entry.
+type UserLookup<'a> = (u32, u32, Option<&'a str>, Option<&'a str>);
 
-fn lookup_user<'a, 'b>(
-    user: &Id<'b>,
-    passwd: Option<&'a [u8]>,
-) -> Result<UserLookup<'a, 'b>, UserError> {
-    let mut entries = passwd.into_iter().flat_map(passwd_entries);
+fn lookup_user<'a>(user: &Id<'_>, passwd: AccountFile<'a>) -> Result<UserLookup<'a>, UserError> {
+    let mut entries = passwd.contents().into_iter().flat_map(passwd_entries);
     match *user {
         Id::Numeric(uid) => Ok(match entries.find(|e| e.uid == uid) {
-            Some(e) => (uid, e.gid, e.home, None),
+            Some(e) => (uid, e.gid, e.home, Some(e.name)),
             None => (uid, 0, None, None),
         }),
         Id::Name(name) => match entries.find(|e| e.name == name) {
-            Some(e) => Ok((e.uid, e.gid, e.home, Some(name))),
+            Some(e) => Ok((e.uid, e.gid, e.home, Some(e.name))),
             None => Err(UserError::UnknownUser {
                 name: name.to_owned(),
-                passwd_absent: passwd.is_none(),
+                passwd: passwd.state(),
             }),
         },
     }
 }
 
-fn lookup_group(name: &str, group: Option<&[u8]>) -> Result<u32, UserError> {
+fn lookup_group(name: &str, group: AccountFile<'_>) -> Result<u32, UserError> {
     group
+        .contents()
         .into_iter()
         .flat_map(group_entries)
         .find(|g| g.name == name)
         .map(|g| g.gid)
         .ok_or_else(|| UserError::UnknownGroup {
             name: name.to_owned(),
-            group_absent: group.is_none(),
+            group: group.state(),
         })
 }
 
@@ -283,7 +336,11 @@ audio:x:29:other
 ";
 
     fn resolve(spec: &str) -> Result<ResolvedUser, UserError> {
-        resolve_user(spec, Some(PASSWD.as_bytes()), Some(GROUP.as_bytes()))
+        resolve_user(
+            spec,
+            AccountFile::Read(PASSWD.as_bytes()),
+            AccountFile::Read(GROUP.as_bytes()),
+        )
     }
 
     fn user(uid: u32, gid: u32, additional: &[u32], home: Option<&str>) -> ResolvedUser {
@@ -298,14 +355,18 @@ audio:x:29:other
     #[test]
     fn all_forms_resolve() {
         let cases: &[(&str, ResolvedUser)] = &[
-            // Empty: root, with root's home but no supplementary groups.
-            ("", user(0, 0, &[], Some("/root"))),
+            // Empty: root, with root's home and the groups listing "root".
+            ("", user(0, 0, &[10], Some("/root"))),
             // name: passwd gid + supplementary groups, deduplicated.
             ("app", user(1000, 1001, &[10, 50], Some("/home/app"))),
-            // uid found in passwd: its gid and home, no supplementary.
-            ("1000", user(1000, 1001, &[], Some("/home/app"))),
-            // uid not in passwd: gid 0, no home.
+            // uid found in passwd: its gid, home and its name's groups (the
+            // first entry with that uid names it).
+            ("1000", user(1000, 1001, &[10, 50], Some("/home/app"))),
+            ("0", user(0, 0, &[10], Some("/root"))),
+            // uid not in passwd: gid 0, no home, no name to find groups by.
             ("4242", user(4242, 0, &[], None)),
+            // A group given: no supplementary groups, however the user is given.
+            ("1000:1001", user(1000, 1001, &[], Some("/home/app"))),
             // name:group
             ("app:wheel", user(1000, 10, &[], Some("/home/app"))),
             // uid:gid, neither in the files.
@@ -332,11 +393,11 @@ audio:x:29:other
     fn errors_name_the_culprit() {
         let unknown_user = |name: &str| UserError::UnknownUser {
             name: name.into(),
-            passwd_absent: false,
+            passwd: FileState::Read,
         };
         let unknown_group = |name: &str| UserError::UnknownGroup {
             name: name.into(),
-            group_absent: false,
+            group: FileState::Read,
         };
         let range = |id: &str| UserError::IdOutOfRange { id: id.into() };
         let cases: &[(&str, UserError)] = &[
@@ -373,40 +434,79 @@ audio:x:29:other
     }
 
     #[test]
-    fn absent_files() {
-        assert_eq!(resolve_user("", None, None).unwrap(), user(0, 0, &[], None));
-        assert_eq!(
-            resolve_user("1000:1000", None, None).unwrap(),
-            user(1000, 1000, &[], None)
+    fn absent_or_unreadable_files() {
+        use AccountFile::{Absent, Read, Unreadable};
+        let (passwd, group) = (Read(PASSWD.as_bytes()), Read(GROUP.as_bytes()));
+        let null = Unreadable("not a regular file");
+        for missing in [Absent, null] {
+            // Numbers need no files (runc reads an unreadable file as empty).
+            assert_eq!(
+                resolve_user("", missing, missing).unwrap(),
+                user(0, 0, &[], None)
+            );
+            assert_eq!(
+                resolve_user("1000:1000", missing, missing).unwrap(),
+                user(1000, 1000, &[], None)
+            );
+            assert_eq!(
+                resolve_user("1000", missing, group).unwrap(),
+                user(1000, 0, &[], None)
+            );
+            // A named user without /etc/group: no supplementary groups, no error.
+            assert_eq!(
+                resolve_user("app", passwd, missing).unwrap(),
+                user(1000, 1001, &[], Some("/home/app"))
+            );
+            assert_eq!(
+                resolve_user("app:wheel", passwd, missing).unwrap_err(),
+                UserError::UnknownGroup {
+                    name: "wheel".into(),
+                    group: missing.state()
+                }
+            );
+            assert_eq!(
+                resolve_user("app", missing, group).unwrap_err(),
+                UserError::UnknownUser {
+                    name: "app".into(),
+                    passwd: missing.state()
+                }
+            );
+        }
+        let err = resolve_user("app", Absent, group).unwrap_err().to_string();
+        assert!(
+            err.contains("/etc/passwd in the image (the image has no such file)"),
+            "{err}"
         );
-        let err = resolve_user("app", None, Some(GROUP.as_bytes())).unwrap_err();
-        assert_eq!(
-            err,
-            UserError::UnknownUser {
-                name: "app".into(),
-                passwd_absent: true
-            }
+        let err = resolve_user("app", null, group).unwrap_err().to_string();
+        assert!(
+            err.contains("/etc/passwd in the image (it cannot be read: not a regular file)"),
+            "{err}"
         );
-        assert!(err.to_string().contains("no such file"), "{err}");
-        // A named user without /etc/group: no supplementary groups, no error.
-        assert_eq!(
-            resolve_user("app", Some(PASSWD.as_bytes()), None).unwrap(),
-            user(1000, 1001, &[], Some("/home/app"))
-        );
-        assert_eq!(
-            resolve_user("app:wheel", Some(PASSWD.as_bytes()), None).unwrap_err(),
-            UserError::UnknownGroup {
-                name: "wheel".into(),
-                group_absent: true
-            }
-        );
+    }
+
+    #[test]
+    fn alpine_root_groups() {
+        // The start of Alpine's files: root is a member of most groups.
+        let passwd = b"root:x:0:0:root:/root:/bin/sh\nbin:x:1:1:bin:/bin:/sbin/nologin\n";
+        let group = b"root:x:0:root\nbin:x:1:root,bin,daemon\ndaemon:x:2:root,bin,daemon\n\
+            sys:x:3:root,bin,adm\nadm:x:4:root,adm,daemon\ntty:x:5:\ndisk:x:6:root,adm\n\
+            lp:x:7:lp\nkmem:x:9:\nwheel:x:10:root\nfloppy:x:11:root\n";
+        let group = &group[..];
+        for spec in ["", "0", "root"] {
+            let got = resolve_user(spec, AccountFile::Read(passwd), AccountFile::Read(group));
+            assert_eq!(
+                got.unwrap().additional_gids,
+                [0, 1, 2, 3, 4, 6, 10, 11],
+                "spec {spec:?}"
+            );
+        }
     }
 
     #[test]
     fn non_utf8_lines_are_skipped() {
         let mut passwd = b"caf\xe9:x:5:5::/x:/bin/sh\n".to_vec();
         passwd.extend_from_slice(b"bob:x:6:6::/home/bob:/bin/sh\n");
-        let got = resolve_user("bob", Some(&passwd), None).unwrap();
+        let got = resolve_user("bob", AccountFile::Read(&passwd), AccountFile::Absent).unwrap();
         assert_eq!(got, user(6, 6, &[], Some("/home/bob")));
     }
 }

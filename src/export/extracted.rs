@@ -76,7 +76,12 @@ async fn extract_plain(
     repo_tags: &[String],
     opts: &ExtractOptions,
 ) -> Result<()> {
-    let staged = Staged::dir(dir, opts.replace)?;
+    // Expanded trees hold the image's setuid binaries and devices: private.
+    let staged = if opts.expand {
+        Staged::private_dir(dir, opts.replace)?
+    } else {
+        Staged::dir(dir, opts.replace)?
+    };
     let root = staged.path().to_path_buf();
     let layout = Layout::of(image);
     write_new(&root.join(&layout.config), &image.config_bytes)?;
@@ -109,7 +114,7 @@ async fn extract_shared(
     repo_tags: &[String],
     expand_too: bool,
 ) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    make_shared_dir(dir, expand_too)?;
     let (name, tag) = catalog::key_of(&image.reference);
     let stem = catalog::manifest_stem(&name, &tag);
     let layout = Layout::of(image);
@@ -174,6 +179,38 @@ async fn extract_shared(
         catalog.save(&dir)
     })
     .await
+}
+
+/// Create the shared `dir` if missing, 0700 since it may come to hold
+/// expanded trees (the image's setuid binaries and devices, the merged
+/// trees directly in it). To expand into an existing `dir`, it must be
+/// private already: changing the mode of a directory we did not make
+/// (`/tmp`, a home) is not ours to do, so say how instead.
+fn make_shared_dir(dir: &Path, expand: bool) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    let meta = fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Usage(format!("{}: not a directory", dir.display())));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if expand && mode & 0o077 != 0 {
+        return Err(Error::Usage(format!(
+            "{}: other users can enter it (mode {mode:04o}), and --expand would put the \
+             image's files there (setuid binaries, device nodes) within their reach; \
+             run `chmod 700 {}` first, or give a new directory",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Each distinct layer once, lowest first.

@@ -39,9 +39,10 @@ struct SaveManifest {
 pub fn recreate(dir: &Path, reference: &ImageRef, target: &Path) -> Result<Digest> {
     let catalog = load_catalog(dir)?;
     let (image, tag) = catalog::key_of(reference);
-    let entry = catalog
-        .get(&image, &tag)
-        .ok_or_else(|| not_in_catalog(dir, &catalog, &image, &tag))?;
+    let entry = match catalog.get(&image, &tag) {
+        Some(entry) => entry,
+        None => by_path(dir, &catalog, reference, &image, &tag)?,
+    };
     let manifest = read_manifest(dir, entry)?;
     let config_digest = catalog::config_digest(&manifest.config)
         .ok_or_else(|| malformed(dir, entry, "Config is not <sha256 hex>.json"))?;
@@ -91,6 +92,55 @@ fn load_catalog(dir: &Path) -> Result<Catalog> {
         ));
     }
     Catalog::load(dir)
+}
+
+/// The one entry with the same repository path and tag under another
+/// registry, as `fetch-to-extracted REGISTRY IMAGE TAG DIR` records it
+/// and `recreate-image DIR IMAGE TAG` names it. Several are an error that
+/// lists them.
+fn by_path<'c>(
+    dir: &Path,
+    catalog: &'c Catalog,
+    reference: &ImageRef,
+    image: &str,
+    tag: &str,
+) -> Result<&'c CatalogEntry> {
+    let wanted = [
+        reference.repository.as_str(),
+        reference
+            .repository
+            .strip_prefix("library/")
+            .unwrap_or(&reference.repository),
+    ];
+    let found: Vec<(String, &CatalogEntry)> = catalog
+        .all()
+        .filter(|(key, _)| {
+            key.rsplit_once(':')
+                .is_some_and(|(name, t)| t == tag && wanted.contains(&repository_path(name)))
+        })
+        .collect();
+    match found.as_slice() {
+        [(_, entry)] => Ok(entry),
+        [] => Err(not_in_catalog(dir, catalog, image, tag)),
+        several => Err(Error::Usage(format!(
+            "{image}:{tag} matches several images in {}: {}; name one with its registry",
+            catalog::catalog_path(dir).display(),
+            several
+                .iter()
+                .map(|(key, _)| key.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// A catalog name without its registry host, if it has one (a first
+/// component with `.` or `:`, or `localhost`, as Docker decides).
+fn repository_path(name: &str) -> &str {
+    match name.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
+        _ => name,
+    }
 }
 
 fn not_in_catalog(dir: &Path, catalog: &Catalog, image: &str, tag: &str) -> Error {

@@ -1,6 +1,6 @@
-//! Registry credentials: explicit ones, else Docker's `config.json`
-//! (credential helpers, stored `auths`, the credential store), else
-//! anonymous.
+//! Registry credentials: explicit ones, else the containers tools'
+//! `auth.json` files, else Docker's `config.json` (credential helpers,
+//! stored `auths`, the credential store), else anonymous.
 //!
 //! Identity tokens (`identitytoken` in `auths`, or a helper answering with
 //! the username `<token>`) are passed on as HTTP Basic credentials with that
@@ -16,6 +16,8 @@ use std::process::{Command, Stdio};
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
+use crate::encoding::decode_base64;
+use crate::reference::ImageRef;
 use crate::{Error, Result};
 
 /// The key `docker login` uses for Docker Hub in `config.json` and with
@@ -31,56 +33,101 @@ const TOKEN_USERNAME: &str = "<token>";
 /// What helpers print when they hold nothing for a server.
 const HELPER_NOT_FOUND: &str = "credentials not found";
 
-/// Credentials for `registry` (`host[:port]`), in priority order: the
-/// explicit pair (from CLI flags or environment), then Docker's
-/// `config.json` (`$DOCKER_CONFIG/config.json`, else
-/// `~/.docker/config.json`): `credHelpers`, then `auths`, then
-/// `credsStore`. Anonymous when none applies or there is no config.
-pub fn credentials_for(registry: &str, explicit: Option<(String, String)>) -> Result<RegistryAuth> {
+/// Credentials for `image`'s repository, in priority order: the explicit
+/// pair (from CLI flags or environment), then each credentials file that
+/// exists, in this order (containers-auth.json(5)):
+/// 1. `authfile` (`--authfile` or `REGISTRY_AUTH_FILE`);
+/// 2. `$XDG_RUNTIME_DIR/containers/auth.json`;
+/// 3. `~/.config/containers/auth.json`;
+/// 4. Docker's `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`).
+///
+/// In each: a `credHelpers` entry for the registry, then the most specific
+/// `auths` key (`host/namespace/repo`, …, `host`), then `credsStore`. The
+/// first file that has credentials for the image wins; anonymous when none
+/// has.
+pub fn credentials_for(
+    image: &ImageRef,
+    explicit: Option<(String, String)>,
+    authfile: Option<&Path>,
+) -> Result<RegistryAuth> {
     if let Some((username, password)) = explicit {
         return Ok(RegistryAuth::Basic(username, password));
     }
-    match docker_config_path() {
-        Some(path) => credentials_from_config(registry, &path, None),
-        None => Ok(RegistryAuth::Anonymous),
+    for path in credential_files(authfile) {
+        if let Some(auth) = credentials_from_config(image, &path, None)? {
+            return Ok(auth);
+        }
     }
+    Ok(RegistryAuth::Anonymous)
 }
 
-/// Where Docker keeps its client configuration.
-fn docker_config_path() -> Option<PathBuf> {
-    let dir = match std::env::var_os("DOCKER_CONFIG") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".docker"),
-    };
-    Some(dir.join("config.json"))
+/// The credentials files, most important first.
+fn credential_files(authfile: Option<&Path>) -> Vec<PathBuf> {
+    let env = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    let home = env("HOME").map(PathBuf::from);
+    let mut files: Vec<PathBuf> = authfile.map(Path::to_path_buf).into_iter().collect();
+    if let Some(runtime) = env("XDG_RUNTIME_DIR") {
+        files.push(PathBuf::from(runtime).join("containers/auth.json"));
+    }
+    if let Some(home) = &home {
+        files.push(home.join(".config/containers/auth.json"));
+    }
+    match (env("DOCKER_CONFIG"), &home) {
+        (Some(dir), _) => files.push(PathBuf::from(dir).join("config.json")),
+        (None, Some(home)) => files.push(home.join(".docker/config.json")),
+        (None, None) => {}
+    }
+    files
 }
 
-/// Credentials for `registry` from the config file at `config_path`.
-/// Helpers are looked up in `helper_path` (a `PATH`-style list) when given,
-/// else in the process's `PATH`. A missing file means anonymous.
+/// Credentials for `image` from the file at `config_path`; `None` when it
+/// has none for it (or does not exist). Helpers are looked up in
+/// `helper_path` (a `PATH`-style list) when given, else in `PATH`.
 fn credentials_from_config(
-    registry: &str,
+    image: &ImageRef,
     config_path: &Path,
     helper_path: Option<&OsStr>,
-) -> Result<RegistryAuth> {
+) -> Result<Option<RegistryAuth>> {
     let Some(config) = read_config(config_path)? else {
-        return Ok(RegistryAuth::Anonymous);
+        return Ok(None);
     };
+    let registry = image.registry.as_str();
     let wanted = normalize_key(registry);
     let server = server_address(&wanted);
 
     if let Some(helper) = lookup(&config.cred_helpers, &wanted) {
         return run_helper(helper, &server, helper_path, registry);
     }
-    if let Some(entry) = lookup(&config.auths, &wanted)
+    let entry = most_specific(&config.auths, &wanted, &image.repository)
+        .or_else(|| lookup(&config.auths, &wanted));
+    if let Some(entry) = entry
         && let Some(auth) = entry.credentials(config_path, registry)?
     {
-        return Ok(auth);
+        return Ok(Some(auth));
     }
     match config.creds_store.as_deref() {
         Some(store) if !store.is_empty() => run_helper(store, &server, helper_path, registry),
-        _ => Ok(RegistryAuth::Anonymous),
+        _ => Ok(None),
     }
+}
+
+/// The `auths` entry whose key names the longest prefix of
+/// `registry/repository` on a `/` boundary (`host/team` matches
+/// `host/team/app`, not `host/teamwork`), the registry alone excluded.
+fn most_specific<'a>(
+    auths: &'a BTreeMap<String, AuthEntry>,
+    registry: &str,
+    repository: &str,
+) -> Option<&'a AuthEntry> {
+    let full = format!("{registry}/{repository}");
+    let mut key = full.as_str();
+    while let Some((shorter, _)) = key.rsplit_once('/') {
+        if let Some(entry) = auths.get(key) {
+            return Some(entry);
+        }
+        key = shorter;
+    }
+    None
 }
 
 /// The parts of Docker's `config.json` that concern credentials.
@@ -224,7 +271,7 @@ fn run_helper(
     server: &str,
     helper_path: Option<&OsStr>,
     registry: &str,
-) -> Result<RegistryAuth> {
+) -> Result<Option<RegistryAuth>> {
     let program = format!("docker-credential-{name}");
     let failed = |message: String| Error::Auth {
         reference: registry.to_string(),
@@ -251,7 +298,7 @@ fn run_helper(
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         if stdout.contains(HELPER_NOT_FOUND) {
-            return Ok(RegistryAuth::Anonymous);
+            return Ok(None);
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(failed(format!(
@@ -262,7 +309,7 @@ fn run_helper(
     }
     let reply: HelperReply =
         serde_json::from_str(&stdout).map_err(|e| failed(format!("unexpected answer: {e}")))?;
-    Ok(RegistryAuth::Basic(reply.username, reply.secret))
+    Ok(Some(RegistryAuth::Basic(reply.username, reply.secret)))
 }
 
 /// The first non-empty string, or a placeholder.
@@ -272,33 +319,6 @@ fn first_non_empty<'a>(candidates: &[&'a str]) -> &'a str {
         .copied()
         .find(|s| !s.is_empty())
         .unwrap_or("no output")
-}
-
-/// Decodes standard base64, padding optional; `None` if malformed.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for byte in text.bytes() {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    // Six leftover bits cannot come from whole bytes.
-    (bits < 6).then_some(out)
 }
 
 #[cfg(test)]
@@ -348,7 +368,13 @@ mod tests {
         }
 
         fn get(&self, registry: &str) -> Result<RegistryAuth> {
-            credentials_from_config(registry, &self.config(), Some(&self.path()))
+            self.get_repo(registry, "team/app")
+        }
+
+        fn get_repo(&self, registry: &str, repository: &str) -> Result<RegistryAuth> {
+            let image: ImageRef = format!("{registry}/{repository}").parse()?;
+            credentials_from_config(&image, &self.config(), Some(&self.path()))
+                .map(|auth| auth.unwrap_or(RegistryAuth::Anonymous))
         }
     }
 
@@ -371,7 +397,8 @@ printf '{"ServerURL":"%s","Username":"user-for-%s","Secret":"secret"}\n' "$serve
 
     #[test]
     fn explicit_credentials_win() {
-        let auth = credentials_for("quay.io", Some(("u".into(), "p".into()))).unwrap();
+        let image: ImageRef = "quay.io/a/b".parse().unwrap();
+        let auth = credentials_for(&image, Some(("u".into(), "p".into())), None).unwrap();
         assert_eq!(auth, basic("u", "p"));
     }
 
@@ -490,8 +517,43 @@ printf '{"ServerURL":"%s","Username":"user-for-%s","Secret":"secret"}\n' "$serve
     #[test]
     fn missing_config_is_anonymous() {
         let dir = tempfile::tempdir().unwrap();
-        let auth = credentials_from_config("quay.io", &dir.path().join("config.json"), None);
-        assert_eq!(auth.unwrap(), RegistryAuth::Anonymous);
+        let image: ImageRef = "quay.io/a/b".parse().unwrap();
+        let auth = credentials_from_config(&image, &dir.path().join("config.json"), None);
+        assert_eq!(auth.unwrap(), None);
+    }
+
+    #[test]
+    fn the_most_specific_namespace_key_wins() {
+        // base64 of "host:h", "team:t", "app:a", "hub:x".
+        let f = Fixture::new(
+            r#"{"auths": {
+                "reg.example": {"auth": "aG9zdDpo"},
+                "reg.example/team": {"auth": "dGVhbTp0"},
+                "reg.example/team/app": {"auth": "YXBwOmE="},
+                "docker.io/library": {"auth": "aHViOng="}
+            }}"#,
+        );
+        assert_eq!(
+            f.get_repo("reg.example", "team/app").unwrap(),
+            basic("app", "a")
+        );
+        assert_eq!(
+            f.get_repo("reg.example", "team/other").unwrap(),
+            basic("team", "t")
+        );
+        assert_eq!(
+            f.get_repo("reg.example", "teamwork/x").unwrap(),
+            basic("host", "h")
+        );
+        assert_eq!(f.get_repo("reg.example", "x").unwrap(), basic("host", "h"));
+        assert_eq!(
+            f.get_repo("docker.io", "busybox").unwrap(),
+            basic("hub", "x")
+        );
+        assert_eq!(
+            f.get_repo("other.example", "team/app").unwrap(),
+            RegistryAuth::Anonymous
+        );
     }
 
     #[test]

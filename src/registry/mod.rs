@@ -59,8 +59,12 @@ pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(500);
 pub struct RegistryOptions {
     /// Use plain HTTP whatever the host (loopback registries always do).
     pub insecure: bool,
-    /// Explicit username and password; otherwise Docker's config.json, else anonymous.
+    /// Explicit username and password; otherwise the credentials files
+    /// (see [`auth::credentials_for`]), else anonymous.
     pub credentials: Option<(String, String)>,
+    /// A credentials file to read before the default ones
+    /// (`--authfile`, `REGISTRY_AUTH_FILE`).
+    pub authfile: Option<std::path::PathBuf>,
     /// Retries of a request that failed transiently (connection error,
     /// timeout, 408, 429, 5xx, a body cut short).
     pub retries: u32,
@@ -83,6 +87,7 @@ impl Default for RegistryOptions {
         RegistryOptions {
             insecure: false,
             credentials: None,
+            authfile: None,
             retries: DEFAULT_RETRIES,
             timeout: DEFAULT_TIMEOUT,
             retry_delay: DEFAULT_RETRY_DELAY,
@@ -132,7 +137,8 @@ pub struct Registry {
 impl Registry {
     /// Prepare a client for `image`'s repository (no request is made yet).
     pub fn connect(image: &ImageRef, opts: &RegistryOptions) -> Result<Registry> {
-        let auth = auth::credentials_for(&image.registry, opts.credentials.clone())?;
+        let auth =
+            auth::credentials_for(image, opts.credentials.clone(), opts.authfile.as_deref())?;
         let plain_http = opts.insecure || image.is_loopback_registry();
         let transport =
             Transport::new(image.to_oci(), auth, plain_http, opts.timeout).map_err(|e| {

@@ -131,17 +131,18 @@ fn a_single_zero_block_then_a_header_is_an_error() {
 #[test]
 fn truncation_is_an_error() {
     let archive = file("a", &[7; 700]);
-    for cut in [100, 512 + 300, 512 + 700 + 10] {
+    for cut in [100, 512 + 300] {
         let err = read_all(&archive[..cut], Limits::default()).unwrap_err();
         assert!(matches!(err, TarError::Truncated { .. }), "{cut}: {err}");
     }
-    // Ending exactly where the padding starts reads as the end (as Go).
-    assert_eq!(
-        read_all(&archive[..512 + 700], Limits::default())
-            .unwrap()
-            .len(),
-        1
-    );
+    // Ending where the padding starts, or inside it, reads as the end (as
+    // Go's tryReadFull has it).
+    for cut in [512 + 700, 512 + 700 + 10] {
+        assert_eq!(
+            read_all(&archive[..cut], Limits::default()).unwrap().len(),
+            1
+        );
+    }
 }
 
 #[test]
@@ -274,9 +275,6 @@ fn libarchive_xattrs_fill_in_for_missing_schily_ones() {
             (b"user.both".to_vec(), b"kept".to_vec()),
         ]
     );
-    assert_eq!(base64_decode(b"YWI="), Some(b"ab".to_vec()));
-    assert_eq!(base64_decode(b"YQ"), Some(b"a".to_vec()));
-    assert_eq!(base64_decode(b"Y"), None);
 }
 
 #[test]
@@ -298,6 +296,12 @@ fn global_headers_are_entries_of_their_own_and_change_nothing() {
     assert_eq!(all[0].0.kind, Kind::GlobalExtension);
     assert_eq!(all[0].0.pax[&b"comment"[..]], b"git commit");
     assert_eq!(all[1].0.uid, 1000);
+    // A record that does not parse: the global header loses its records
+    // (Go ignores the merge error there), and reading goes on.
+    let odd = [pax(b'g', &[("uid", b"x")]), file("f", b""), END.to_vec()].concat();
+    let all = read_all(&odd, Limits::default()).unwrap();
+    assert!(all[0].0.pax.is_empty());
+    assert_eq!(names(&all)[1], "f");
 }
 
 #[test]

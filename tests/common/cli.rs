@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const FAST: &[(&str, &str)] = &[("--retry-delay", "10"), ("--timeout", "5")];
 
 /// The binary with a clean environment: no credentials from the caller's
-/// environment or Docker config, and no blob cache (tests that tamper with
+/// environment, auth.json files or Docker config, and no blob cache (tests that tamper with
 /// a registry's blobs must see the registry's bytes; cache tests pass
 /// `--cache DIR`, which this leaves alone).
 pub fn command() -> Command {
@@ -22,7 +22,10 @@ pub fn command() -> Command {
         .env_remove("OCCYSTRAP_PASSWORD")
         .env_remove("OCCYSTRAP_CACHE_DIR")
         .env("OCCYSTRAP_NO_CACHE", "1")
-        .env("DOCKER_CONFIG", "/nonexistent-occystrap-test");
+        .env("DOCKER_CONFIG", "/nonexistent-occystrap-test")
+        .env("HOME", "/nonexistent-occystrap-test")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("REGISTRY_AUTH_FILE");
     cmd
 }
 

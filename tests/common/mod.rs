@@ -5,7 +5,8 @@
 //! image specs), [`push`] (pushing them: `Registry::push_*`, `PushedImage`),
 //! [`busybox`] (a tiny runnable image), [`http`] (`Reply`), [`fake`] (a
 //! scripted server, alone or in front of a registry, for faults the real
-//! registry will not produce).
+//! registry will not produce), [`golang`] (Go reference programs, built
+//! offline: `golang::tarlist()`).
 //!
 //! Every test crate includes this with `mod common;` and uses part of it,
 //! hence the crate-wide `dead_code` allowance below. (Items are reached
@@ -61,6 +62,7 @@
 pub mod busybox;
 pub mod cli;
 pub mod fake;
+pub mod golang;
 pub mod http;
 pub mod image;
 pub mod push;
