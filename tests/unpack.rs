@@ -2,6 +2,8 @@
 //! root, and the resulting tree is inspected. Runs as root (chown, mknod,
 //! trusted and security xattrs).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
@@ -1786,4 +1788,59 @@ fn entries_inherit_no_acl_from_a_default_acl() {
             Some(&acl[..])
         );
     }
+}
+
+// ---------- through the command line ----------
+
+#[test]
+fn cli_exit_codes_and_messages_for_unresolvable_paths() {
+    use common::image::LayerSpec;
+    let registry = common::registry::Registry::start();
+    let base = common::busybox::busybox_image();
+    // A lower layer's dangling absolute symlink, then an entry beneath it.
+    let good = base
+        .clone()
+        .layer(LayerSpec::new().symlink("var/run", "/run"))
+        .layer(LayerSpec::new().file("var/run/app/pid", "1", 0o644));
+    registry.push_image("test/dangling", "v1", &good);
+    // A symlink loop on the way, under a name with escape sequences.
+    let bad = base.layer(
+        LayerSpec::new()
+            .symlink("\x1b[31mloop", "b")
+            .symlink("b", "/\x1b[31mloop")
+            .file("\x1b[31mloop/x", "x", 0o644),
+    );
+    registry.push_image("test/loop", "v1", &bad);
+    let out = tempfile::tempdir().unwrap();
+
+    let dir = out.path().join("good");
+    let run = common::cli::command()
+        .args(["bundle", &registry.image_ref("test/dangling", "v1")])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(content(&dir, "rootfs/run/app/pid"), b"1");
+
+    let dir = out.path().join("bad");
+    let run = common::cli::command()
+        .args(["bundle", &registry.image_ref("test/loop", "v1")])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("symlink loop"), "{stderr}");
+    assert!(stderr.contains(r"\x1b[31mloop/x"), "{stderr}");
+    assert!(!run.stderr.contains(&0x1b), "raw escape in {stderr:?}");
+    // Nothing left but the good bundle.
+    let left: Vec<_> = fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["good"]);
 }
