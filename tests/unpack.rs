@@ -1844,3 +1844,48 @@ fn cli_exit_codes_and_messages_for_unresolvable_paths() {
         .collect();
     assert_eq!(left, ["good"]);
 }
+
+#[test]
+#[ignore = "output.rs removes staged trees with fs::remove_dir_all (one fd per level): \
+            needs fsroot::remove_all there"]
+fn cli_refused_deep_layer_leaves_nothing_under_a_low_fd_limit() {
+    use common::image::LayerSpec;
+    use std::os::unix::process::CommandExt;
+    // 600 levels, more than the 256 descriptors the command may open, then
+    // an entry the layer is refused for.
+    let mut deep = Layer::new();
+    let mut p = String::new();
+    for _ in 0..600 {
+        p.push_str("d/");
+        deep.pax(&[("path", p.as_bytes())]).dir("x", 0o755);
+    }
+    deep.file("../escape", 0o644, b"");
+    let registry = common::registry::Registry::start();
+    let image = common::busybox::busybox_image().layer(LayerSpec::from_tar(deep.bytes()));
+    registry.push_image("test/deep", "v1", &image);
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = common::cli::command();
+    cmd.args(["bundle", &registry.image_ref("test/deep", "v1")])
+        .arg(out.path().join("b"));
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(4), "{stderr}");
+    let left: Vec<_> = fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
