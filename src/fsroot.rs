@@ -404,6 +404,20 @@ impl RootDir {
                     match mkdirat(&cur, part.as_os_str(), Mode::from_bits_truncate(0o755)) {
                         Ok(()) => {
                             let dir = cur.open_subdir(&part)?;
+                            // No header, so no ACL: not the one a default
+                            // ACL above gives every new directory. Before
+                            // the chmod, as removing it leaves its mask.
+                            for key in ["system.posix_acl_access", "system.posix_acl_default"] {
+                                match fremove_xattr(dir.as_fd(), OsStr::new(key)) {
+                                    Ok(()) => {}
+                                    Err(e)
+                                        if matches!(
+                                            e.raw_os_error(),
+                                            Some(libc::ENODATA | libc::EOPNOTSUPP)
+                                        ) => {}
+                                    Err(e) => return Err(e),
+                                }
+                            }
                             // Not subject to the umask: implicit directories
                             // are 0755, as Docker makes them.
                             nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(0o755))

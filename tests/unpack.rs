@@ -1769,6 +1769,8 @@ fn entries_inherit_no_acl_from_a_default_acl() {
             ("fifo", 0o600),
             ("null", 0o600),
             ("implied/f", 0o600),
+            // Made for a parent: no header, so no ACL either.
+            ("implied", 0o755),
         ] {
             let p = format!("{dir}/{p}");
             assert_eq!(names(&root.join(&p)), Vec::<String>::new(), "{p}");
