@@ -11,7 +11,8 @@
 //!   directory, which only updates owner, mode, times and xattrs. A file is
 //!   replaced by unlink and create, so its former hardlink peers keep the
 //!   old content.
-//! - Missing parent directories are created (0755, owned by the caller).
+//! - Missing parent directories are created (0755, owned by the caller, no
+//!   ACL), at the target of a symlink on the way too.
 //! - Owners are the header's numeric ids (`lchown` semantics); the mode is
 //!   set after the owner (chown clears setuid), xattrs (PAX
 //!   `SCHILY.xattr.*` and `LIBARCHIVE.xattr.*`, `security.capability`
