@@ -1379,7 +1379,13 @@ fn non_root_inner() {
             b"m",
         )
         .node("dev/null", EntryType::Char, 0o666, (1, 3))
-        .fifo("fifo", 0o600);
+        .fifo("fifo", 0o600)
+        // The owner may set and remove ACLs: none is inherited here either.
+        .pax(&[("SCHILY.xattr.system.posix_acl_default", &acl_for_1000())])
+        .dir("acl", 0o755)
+        .file("acl/f", 0o640, b"f")
+        .pax(&[("SCHILY.xattr.trusted.root-only", b"x")])
+        .dir("acl/sub", 0o755);
     let mut l2 = Layer::new();
     l2.file("ro/new", 0o644, b"new")
         .file("ro/.wh.f", 0o644, b"")
@@ -1398,6 +1404,10 @@ fn non_root_inner() {
     // Device nodes need privilege: skipped. FIFOs do not.
     assert_eq!(kind(&root, "dev/null"), "absent");
     assert_eq!(kind(&root, "fifo"), "fifo");
+    assert_eq!(names(&root.join("acl/f")), Vec::<String>::new());
+    assert_eq!(mode(&root, "acl/f"), 0o640);
+    // trusted.* is root's: skipped, and the inherited ACL still removed.
+    assert_eq!(names(&root.join("acl/sub")), Vec::<String>::new());
     // Leave the tree removable by the owner of the temporary directory.
     fs::set_permissions(
         root.join("ro"),
