@@ -233,35 +233,12 @@ fn kind_of(kind: &fs::FileType) -> &'static str {
     }
 }
 
+/// Remove whatever is at `path`, a tree however deep (with a bounded
+/// number of descriptors) and however read-only; absent is fine.
 fn remove_any(path: &Path) -> std::io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => remove_tree(path),
-        Ok(_) => fs::remove_file(path),
+    match crate::fsroot::remove_all(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Remove a tree even where a layer left directories without write
-/// permission for their owner (which stops unprivileged removal).
-fn remove_tree(path: &Path) -> std::io::Result<()> {
-    if fs::remove_dir_all(path).is_ok() {
-        return Ok(());
-    }
-    make_dirs_writable(path);
-    fs::remove_dir_all(path)
-}
-
-fn make_dirs_writable(root: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
-        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                pending.push(entry.path());
-            }
-        }
+        other => other,
     }
 }
 

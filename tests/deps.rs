@@ -85,7 +85,9 @@ fn every_program_the_tests_run_is_installed_by_make_deps() {
     let packages = packages_in_makefile(root);
     for program in programs_run_by_tests(root) {
         let Some((_, package)) = PROVIDERS.iter().find(|(p, _)| *p == program) else {
-            panic!("tests run {program:?}: add its Debian package to PROVIDERS and to DEBIAN_PACKAGES in the Makefile");
+            panic!(
+                "tests run {program:?}: add its Debian package to PROVIDERS and to DEBIAN_PACKAGES in the Makefile"
+            );
         };
         assert!(
             *package == "essential" || packages.contains(*package),
@@ -93,5 +95,8 @@ fn every_program_the_tests_run_is_installed_by_make_deps() {
         );
     }
     let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
-    assert!(ci.contains("make test"), ".ci/run runs the README's command");
+    assert!(
+        ci.contains("make test"),
+        ".ci/run runs the README's command"
+    );
 }

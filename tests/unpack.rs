@@ -1858,8 +1858,6 @@ fn cli_exit_codes_and_messages_for_unresolvable_paths() {
 }
 
 #[test]
-#[ignore = "output.rs removes staged trees with fs::remove_dir_all (one fd per level): \
-            needs fsroot::remove_all there"]
 fn cli_refused_deep_layer_leaves_nothing_under_a_low_fd_limit() {
     use common::image::LayerSpec;
     use std::os::unix::process::CommandExt;
