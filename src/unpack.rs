@@ -56,9 +56,9 @@
 //!
 //! # Not root
 //! Owners are kept only when asked (default: when running as root).
-//! Device nodes that cannot be created for lack of privilege are skipped
-//! with a warning, and so are xattrs the filesystem or the caller cannot
-//! set. Read-only directories of lower layers are made writable for the
+//! Device nodes that cannot be created for lack of privilege are skipped,
+//! and so are xattrs the filesystem or the caller cannot set; both are
+//! counted in [`LayerStats`], for one warning rather than one per file. Read-only directories of lower layers are made writable for the
 //! layer and get their mode back at its end.
 
 use std::collections::HashSet;
@@ -113,6 +113,77 @@ pub struct LayerStats {
     pub bytes: u64,
     /// Whiteout entries seen (opaque markers included).
     pub whiteouts: u64,
+    /// Device nodes that could not be made (not root).
+    pub skipped_nodes: Skipped,
+    /// xattrs that could not be set or removed (not root, or not
+    /// supported by the filesystem).
+    pub skipped_xattrs: Skipped,
+}
+
+impl LayerStats {
+    /// Add another layer's figures.
+    pub fn add(&mut self, other: &LayerStats) {
+        self.entries += other.entries;
+        self.bytes += other.bytes;
+        self.whiteouts += other.whiteouts;
+        self.skipped_nodes.add_all(&other.skipped_nodes);
+        self.skipped_xattrs.add_all(&other.skipped_xattrs);
+    }
+
+    /// One warning for each kind of thing skipped, not one per entry.
+    pub fn warn_skipped(&self) {
+        if let Some(s) = self.skipped_nodes.describe("device node", "not root") {
+            tracing::warn!("{s}");
+        }
+        let why = "not root, or not supported here";
+        if let Some(s) = self.skipped_xattrs.describe("xattr", why) {
+            tracing::warn!("{s}");
+        }
+    }
+}
+
+/// What could not be applied, counted, with the first few paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub count: u64,
+    /// Up to [`Skipped::EXAMPLES`] paths, escaped for a terminal.
+    pub examples: Vec<String>,
+}
+
+impl Skipped {
+    const EXAMPLES: usize = 3;
+
+    fn note(&mut self, example: String) {
+        self.count += 1;
+        if self.examples.len() < Self::EXAMPLES {
+            self.examples.push(example);
+        }
+    }
+
+    fn add_all(&mut self, other: &Skipped) {
+        self.count += other.count;
+        let room = Self::EXAMPLES.saturating_sub(self.examples.len());
+        self.examples
+            .extend(other.examples.iter().take(room).cloned());
+    }
+
+    /// `skipped 3 device nodes (not root): dev/null, dev/zero, dev/full`.
+    pub fn describe(&self, what: &str, why: &str) -> Option<String> {
+        if self.count == 0 {
+            return None;
+        }
+        let plural = if self.count == 1 { "" } else { "s" };
+        let more = if self.count > self.examples.len() as u64 {
+            ", …"
+        } else {
+            ""
+        };
+        Some(format!(
+            "skipped {} {what}{plural} ({why}): {}{more}",
+            self.count,
+            self.examples.join(", ")
+        ))
+    }
 }
 
 /// Why a layer could not be applied. Every variant but `Tar` names the
@@ -226,6 +297,7 @@ pub fn apply_layer<R: Read>(
         applier.apply(&header, &mut reader)?;
     }
     applier.finish()?;
+    applier.stats.skipped_xattrs = applier.skipped_xattrs.take();
     Ok(applier.stats)
 }
 
@@ -258,6 +330,8 @@ struct Applier<'a> {
     added_ancestors: HashSet<PathBuf>,
     pending: Vec<Pending>,
     stats: LayerStats,
+    /// Apart from `stats`: noted where only `&self` is at hand.
+    skipped_xattrs: std::cell::RefCell<Skipped>,
     buf: Vec<u8>,
 }
 
@@ -271,6 +345,7 @@ impl<'a> Applier<'a> {
             added_ancestors: HashSet::new(),
             pending: Vec::new(),
             stats: LayerStats::default(),
+            skipped_xattrs: Default::default(),
             buf: vec![0; COPY_BUFFER],
         }
     }
@@ -624,7 +699,7 @@ impl<'a> Applier<'a> {
         match created {
             Ok(()) => {}
             Err(e) if !self.is_root && kind != SFlag::S_IFIFO && errno_is(&e, &[libc::EPERM]) => {
-                tracing::warn!(path = %escape::path(path), "skipping device node: not root");
+                self.stats.skipped_nodes.note(escape::path(path));
                 return Ok(());
             }
             Err(e) => return Err(io_err(path, "creating node")(e)),
@@ -722,12 +797,17 @@ impl<'a> Applier<'a> {
                 if errno_is(&e, &[libc::EOPNOTSUPP])
                     || ((user_ns || !self.is_root) && errno_is(&e, &[libc::EPERM])) =>
             {
-                tracing::warn!(
+                tracing::debug!(
                     path = %escape::path(path),
                     xattr = %escape::bytes(key.as_bytes()),
                     error = %e,
                     "skipping xattr"
                 );
+                self.skipped_xattrs.borrow_mut().note(format!(
+                    "{} on {}",
+                    escape::bytes(key.as_bytes()),
+                    escape::path(path)
+                ));
                 Ok(())
             }
             Err(e) => Err(io_err(path, "setting xattr")(e)),

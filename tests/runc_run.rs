@@ -412,7 +412,14 @@ fn other_host_users_cannot_reach_a_bundles_rootfs() {
 fn a_non_root_user_gets_a_bundle_its_own_runc_starts() {
     use std::os::unix::fs::PermissionsExt;
     let registry = Registry::start();
-    let image = busybox_image().entrypoint(&["/bin/echo", "hello from a rootless bundle"]);
+    let devices = LayerSpec::new()
+        .char_device("dev/null", 1, 3, 0o666)
+        .char_device("dev/zero", 1, 5, 0o666)
+        .char_device("dev/full", 1, 7, 0o666)
+        .char_device("dev/random", 1, 8, 0o666);
+    let image = busybox_image()
+        .layer(devices)
+        .entrypoint(&["/bin/echo", "hello from a rootless bundle"]);
     registry.push_image("test/rootless", "v1", &image);
     let reference = registry.image_ref("test/rootless", "v1");
     let tmp = tempfile::tempdir().unwrap();
@@ -431,10 +438,14 @@ fn a_non_root_user_gets_a_bundle_its_own_runc_starts() {
         &reference,
         dir_s,
     ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // One line for what could not be made, not one per device.
+    let skipped: Vec<&str> = log.lines().filter(|l| l.contains("device node")).collect();
+    assert_eq!(skipped.len(), 1, "{log}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        skipped[0].contains("skipped 4 device nodes (not root): dev/null, dev/zero, dev/full, …"),
+        "{log}"
     );
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();

@@ -642,7 +642,8 @@ fn stats_and_unread_trailing_data() {
         LayerStats {
             entries: 3,
             bytes: 5,
-            whiteouts: 1
+            whiteouts: 1,
+            ..LayerStats::default()
         }
     );
     assert!(reader.position() as usize <= len);

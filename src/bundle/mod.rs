@@ -63,12 +63,20 @@ pub async fn create(
         limits: registry.layer_limits(),
         ..opts.unpack.clone()
     };
-    let root = pull::each_layer(registry, image, root, move |root, layer, reader| {
-        unpack::apply_layer(root, reader, &unpack_opts)
-            .map(|_| ())
-            .map_err(|source| source.into_error(&layer.digest.to_string()))
-    })
+    let start = (root, unpack::LayerStats::default());
+    let (root, stats) = pull::each_layer(
+        registry,
+        image,
+        start,
+        move |(root, stats), layer, reader| {
+            let applied = unpack::apply_layer(root, reader, &unpack_opts)
+                .map_err(|source| source.into_error(&layer.digest.to_string()))?;
+            stats.add(&applied);
+            Ok(())
+        },
+    )
     .await?;
+    stats.warn_skipped();
     let passwd = read_accounts(&root, "/etc/passwd")?;
     let group = read_accounts(&root, "/etc/group")?;
     let spec = convert::convert(

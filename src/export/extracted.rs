@@ -359,7 +359,9 @@ fn apply_local(
     {
         return Err(Error::Integrity(cause.clone()));
     }
-    applied.map_err(|source| source.into_error(&layer.digest.to_string()))?;
+    applied
+        .map_err(|source| source.into_error(&layer.digest.to_string()))?
+        .warn_skipped();
     drained.map_err(|e| Error::io(&path, e))
 }
 
