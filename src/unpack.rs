@@ -26,9 +26,10 @@
 //! - Sparse files (GNU tar's old and PAX formats) are written with their
 //!   holes as holes. Regular (`0`), contiguous (`7`) and old GNU sparse
 //!   (`S`) entries are files; a type flag the spec does not know is
-//!   refused, as Docker and containerd refuse it. Directories are created owner-writable; their real mode and
-//!   times are applied at the end of the layer, after their contents, so
-//!   read-only directories still receive the layer's files.
+//!   refused, as Docker and containerd refuse it.
+//! - Directories are created owner-writable; their real mode and times are
+//!   applied at the end of the layer, after their contents, so read-only
+//!   directories still receive the layer's files.
 //! - Whiteouts (`.wh.NAME`, opaque `.wh..wh..opq`) remove content of lower
 //!   layers only, wherever they sit in the tar: the paths this layer has
 //!   written are remembered and spared. Names match exactly. A whiteout of
@@ -58,8 +59,9 @@
 //! Owners are kept only when asked (default: when running as root).
 //! Device nodes that cannot be created for lack of privilege are skipped,
 //! and so are xattrs the filesystem or the caller cannot set; both are
-//! counted in [`LayerStats`], for one warning rather than one per file. Read-only directories of lower layers are made writable for the
-//! layer and get their mode back at its end.
+//! counted in [`LayerStats`], for one warning rather than one per file.
+//! Read-only directories of lower layers are made writable for the layer
+//! and get their mode back at its end.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
