@@ -1613,6 +1613,58 @@ fn with_fd_limit(name: &str, limit: u64, body: impl FnOnce()) {
     );
 }
 
+/// `depth` nested directories `d` under `top`, holding one fd at a time.
+fn deep_tree(top: &Path, depth: usize) {
+    std::fs::create_dir_all(top).unwrap();
+    let mut dir = RootDir::open(top).unwrap().root();
+    for _ in 0..depth {
+        dir.mkdir(std::ffi::OsStr::new("d"), 0o755).unwrap();
+        dir = dir.open_subdir(std::ffi::OsStr::new("d")).unwrap();
+    }
+    dir.create_file(std::ffi::OsStr::new("leaf"), 0o644)
+        .unwrap();
+}
+
+#[test]
+fn removal_needs_few_descriptors_whatever_the_depth() {
+    with_fd_limit(
+        "removal_needs_few_descriptors_whatever_the_depth",
+        64,
+        || {
+            let tmp = tempfile::tempdir().unwrap();
+            let host = tmp.path().join("host");
+            std::fs::create_dir(&host).unwrap();
+            std::fs::write(host.join("keep"), "host").unwrap();
+            let root = tmp.path().join("root");
+            deep_tree(&root.join("top"), 5000);
+            let r = RootDir::open(&root).unwrap();
+            let d = r.root();
+            // Symlinks to the host are removed, never followed, and
+            // read-only levels (0500) are still emptied.
+            let mut dir = d.open_subdir(std::ffi::OsStr::new("top")).unwrap();
+            for i in 0..4000 {
+                dir = dir.open_subdir(std::ffi::OsStr::new("d")).unwrap();
+                if i % 1000 == 10 {
+                    dir.symlink(std::ffi::OsStr::new("out"), host.as_os_str())
+                        .unwrap();
+                    dir.create_file(std::ffi::OsStr::new("f"), 0o600).unwrap();
+                    nix::sys::stat::fchmod(&dir, nix::sys::stat::Mode::from_bits_truncate(0o500))
+                        .unwrap();
+                }
+            }
+            drop(dir);
+            assert!(r.remove(&d, std::ffi::OsStr::new("top")).unwrap());
+            assert!(std::fs::read_dir(&root).unwrap().next().is_none());
+            assert_eq!(std::fs::read(host.join("keep")).unwrap(), b"host");
+
+            deep_tree(&root.join("again"), 300);
+            occystrap::fsroot::remove_all(&root.join("again")).unwrap();
+            assert!(!root.join("again").exists());
+            occystrap::fsroot::remove_all(&root.join("again")).unwrap();
+        },
+    );
+}
+
 #[test]
 fn very_deep_trees_are_removed_with_few_descriptors() {
     with_fd_limit(
