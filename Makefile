@@ -35,6 +35,7 @@ test: deps lint
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
 
 # Only the tests that need no registry, runc or docker.
 unit:

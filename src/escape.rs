@@ -33,7 +33,7 @@ pub fn bytes(raw: &[u8]) -> String {
     out
 }
 
-/// A path, escaped as [`bytes`].
+/// A path, escaped as [`bytes()`].
 pub fn path(p: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     bytes(p.as_os_str().as_bytes())

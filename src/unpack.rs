@@ -148,7 +148,7 @@ impl LayerStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Skipped {
     pub count: u64,
-    /// Up to [`Skipped::EXAMPLES`] paths, escaped for a terminal.
+    /// The first three paths, escaped for a terminal.
     pub examples: Vec<String>,
 }
 
