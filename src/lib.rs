@@ -155,6 +155,17 @@ pub async fn create_bundle(
 ) -> Result<ResolvedImage> {
     let (registry, image) = resolve(reference, opts).await?;
     bundle::create(&registry, &image, dir, bundle, &opts.progress).await?;
+    let volumes = bundle::convert::volumes(&image.config);
+    if !volumes.is_empty() {
+        tracing::warn!(
+            "the image declares volumes {}: they are not mounted; add mounts to config.json if the container needs them",
+            volumes
+                .iter()
+                .map(|v| escape::bytes(v.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     done(&image, dir, opts);
     Ok(image)
 }

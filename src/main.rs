@@ -222,19 +222,7 @@ async fn make_bundle(
         replace: args.force,
         ..BundleOptions::default()
     };
-    let image = occystrap::create_bundle(reference, dir, &bundle, opts).await?;
-    let volumes = convert::volumes(&image.config);
-    if !volumes.is_empty() {
-        tracing::warn!(
-            "the image declares volumes {}: they are not mounted; add mounts to config.json if the container needs them",
-            volumes
-                .iter()
-                .map(|v| occystrap::escape::bytes(v.as_bytes()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(image)
+    occystrap::create_bundle(reference, dir, &bundle, opts).await
 }
 
 /// What a command made, printed on stdout as `--format` says.
@@ -280,6 +268,8 @@ impl Results {
     }
 
     fn print(&self, value: serde_json::Value, default: Format) -> Result<(), Error> {
+        // The bars go before the result takes their place on a terminal.
+        self.console.finish(true);
         match self.format.unwrap_or(default) {
             Format::Json => print_result(&serde_json::to_string_pretty(&value).unwrap_or_default()),
             Format::Text => print_result(&result_text(&value)),

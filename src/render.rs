@@ -414,11 +414,14 @@ impl ProgressSink for Sink {
                 read,
                 written,
             } => {
-                if let Ok(state) = console.state.lock()
-                    && let Some(bar) = state.layers.get(index).and_then(|l| l.bar.as_ref())
-                {
-                    bar.set_position(*read);
-                    bar.set_message(format!("verified, {} written", HumanBytes(*written)));
+                if let Ok(state) = console.state.lock() {
+                    if let Some(bar) = state.layers.get(index).and_then(|l| l.bar.as_ref()) {
+                        bar.set_position(*read);
+                        bar.set_message(format!("verified, {} written", HumanBytes(*written)));
+                    }
+                    if let Some(total) = &state.total_bar {
+                        total.set_position(state.read());
+                    }
                 }
                 if console.mode == ProgressMode::Json {
                     console.json(json!({
