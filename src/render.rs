@@ -207,7 +207,10 @@ impl Console {
             bar.finish_and_clear();
         }
         let _ = multi.clear();
-        if ok && let Some(started) = state.started {
+        if ok
+            && !state.layers.is_empty()
+            && let Some(started) = state.started
+        {
             let _ = writeln!(
                 std::io::stderr().lock(),
                 "pulled {} layers: {} read, {} written in {:.1}s",
@@ -328,14 +331,6 @@ impl ProgressSink for Sink {
                 if let Ok(mut state) = console.state.lock() {
                     state.total = total;
                     state.started = Some(Instant::now());
-                    if let Some(multi) = &console.multi
-                        && !layers.is_empty()
-                    {
-                        let bar = multi.add(ProgressBar::new(total));
-                        bar.set_style(bar_style("{prefix:>22} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"));
-                        bar.set_prefix("total");
-                        state.total_bar = Some(bar);
-                    }
                 }
                 match console.mode {
                     ProgressMode::Json => console.json(json!({
@@ -365,9 +360,23 @@ impl ProgressSink for Sink {
             } => {
                 let digest = digest.to_string();
                 let bar = console.multi.as_ref().map(|multi| {
+                    let total = console.state.lock().ok().map(|mut state| {
+                        let total = state.total;
+                        state
+                            .total_bar
+                            .get_or_insert_with(|| {
+                                let bar = multi.add(ProgressBar::new(total));
+                                bar.set_style(bar_style(
+                                    "{prefix:>22} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                                ));
+                                bar.set_prefix("total");
+                                bar
+                            })
+                            .clone()
+                    });
                     let bar = ProgressBar::new(*size);
                     // Above the total, which stays last.
-                    let bar = match console.state.lock().ok().and_then(|s| s.total_bar.clone()) {
+                    let bar = match total {
                         Some(total) => multi.insert_before(&total, bar),
                         None => multi.add(bar),
                     };

@@ -382,6 +382,15 @@ fn bars_on_a_terminal_end_cleanly_on_success_and_on_error() {
         "the cursor ends on a fresh line: {screen:?}"
     );
 
+    // inspect fetches no layer: no bar, no summary, just the result.
+    let (code, screen) = on_a_terminal(&["inspect", &reference]);
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        !screen.contains("ETA") && !screen.contains("pulled"),
+        "{screen:?}"
+    );
+    assert!(screen.contains(&pushed.manifest_digest), "{screen:?}");
+
     // A layer that fails its digest: the bars go, the error stays.
     let blob = registry.blob_path(&pushed.layer_digests[0]);
     let mut bytes = std::fs::read(&blob).unwrap();
