@@ -414,3 +414,60 @@ fn bars_on_a_terminal_end_cleanly_on_success_and_on_error() {
 fn fails_with_nothing_left(target: &Path) {
     assert!(!target.exists(), "{} left behind", target.display());
 }
+
+#[test]
+fn the_original_forms_and_recreate_image_print_results_too() {
+    let registry = Registry::start();
+    let (pushed, _) = push_two_layers(&registry, "test/legacy");
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    let out = occystrap(&[
+        "--progress",
+        "none",
+        "--format",
+        "json",
+        "fetch-to-extracted",
+        "--use-unique-names",
+        &registry.addr,
+        "test/legacy",
+        "v1",
+        shared.to_str().unwrap(),
+    ]);
+    ok(&out);
+    assert_result(&out, &pushed, &shared);
+
+    let tarball = dir.path().join("again.tar");
+    let name = format!("{}/test/legacy", registry.addr);
+    let out = occystrap(&[
+        "--format",
+        "json",
+        "recreate-image",
+        shared.to_str().unwrap(),
+        &name,
+        "v1",
+        tarball.to_str().unwrap(),
+    ]);
+    ok(&out);
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["imageID"], pushed.config_digest.as_str());
+    assert_eq!(result["output"], tarball.to_str().unwrap());
+
+    // Text, the default: one `key: value` per line.
+    let out = occystrap(&[
+        "--progress",
+        "none",
+        "fetch-to-tarfile",
+        &registry.addr,
+        "test/legacy",
+        "v1",
+        dir.path().join("t.tar").to_str().unwrap(),
+    ]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l == format!("image ID: {}", pushed.config_digest)),
+        "{text}"
+    );
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
