@@ -546,7 +546,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
-/// A `tracing` layer that hands warnings to the console.
+/// A `tracing` layer that hands warnings (and error logs) to the console.
 pub struct Warnings(pub Arc<Console>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
@@ -555,7 +555,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
         event: &tracing::Event<'_>,
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        if *event.metadata().level() != tracing::Level::WARN {
+        // (An error log comes just before the error itself: in JSON mode it
+        // is a warning event rather than lost.)
+        if *event.metadata().level() > tracing::Level::WARN {
             return;
         }
         struct Message(String);
