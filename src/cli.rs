@@ -5,6 +5,17 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::render::ProgressMode;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `key: value` lines
+    Text,
+    /// One JSON object
+    Json,
+}
+
 /// Turn container images in any registry into OCI runtime bundles,
 /// docker-load tarballs and image directories.
 #[derive(Debug, Parser)]
@@ -56,6 +67,14 @@ pub struct Global {
     /// Only errors on stderr
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Progress on stderr: `tty` (live bars), `plain` (a line per layer
+    /// and a summary every few seconds), `json` (one event per line), `none`;
+    /// `auto` is `tty` on a terminal, else `plain` (`none` with --quiet)
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Results on stdout as `text` or `json` (default: text; json for inspect)
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<Format>,
     /// Retries of a registry request that failed transiently (connection
     /// error, timeout, 408, 429, 5xx, a download cut short)
     #[arg(long, global = true, value_name = "N", default_value_t = occystrap::registry::DEFAULT_RETRIES)]

@@ -19,6 +19,7 @@ pub mod layer;
 pub mod leftovers;
 pub mod output;
 pub mod platform;
+pub mod progress;
 pub mod pull;
 
 pub mod reference;
@@ -60,6 +61,8 @@ pub struct PullOptions {
     /// default: a single-platform image of another platform is then an
     /// error ([`Error::NoMatchingPlatform`]), not a warning.
     pub platform_required: bool,
+    /// Where to report progress (see [`progress`]); nowhere by default.
+    pub progress: progress::Progress,
 }
 
 impl Default for PullOptions {
@@ -68,6 +71,7 @@ impl Default for PullOptions {
             registry: RegistryOptions::default(),
             platform: Platform::host(),
             platform_required: false,
+            progress: progress::Progress::default(),
         }
     }
 }
@@ -81,6 +85,21 @@ pub async fn resolve(
     let registry = Registry::connect(reference, &opts.registry)?;
     let image = image::resolve(&registry, &opts.platform).await?;
     check_platform(&image, opts)?;
+    opts.progress.emit(|| progress::Event::Resolved {
+        reference: image.reference.to_string(),
+        manifest_digest: image.manifest.digest.clone(),
+        image_id: image.config_digest.clone(),
+        platform: image.platform().to_string(),
+        layers: image
+            .layers
+            .iter()
+            .map(|l| progress::LayerSummary {
+                digest: l.digest.clone(),
+                diff_id: l.diff_id.clone(),
+                size: l.size,
+            })
+            .collect(),
+    });
     Ok((registry, image))
 }
 
@@ -120,7 +139,8 @@ pub async fn export_tarball(
 ) -> Result<ResolvedImage> {
     let (registry, image) = resolve(reference, opts).await?;
     let tags: Vec<String> = reference.familiar_tagged().into_iter().collect();
-    export::docker_tarball(&registry, &image, target, &tags).await?;
+    export::docker_tarball(&registry, &image, target, &tags, &opts.progress).await?;
+    done(&image, target, opts);
     Ok(image)
 }
 
@@ -134,7 +154,19 @@ pub async fn create_bundle(
     opts: &PullOptions,
 ) -> Result<ResolvedImage> {
     let (registry, image) = resolve(reference, opts).await?;
-    bundle::create(&registry, &image, dir, bundle).await?;
+    bundle::create(&registry, &image, dir, bundle, &opts.progress).await?;
+    let volumes = bundle::convert::volumes(&image.config);
+    if !volumes.is_empty() {
+        tracing::warn!(
+            "the image declares volumes {}: they are not mounted; add mounts to config.json if the container needs them",
+            volumes
+                .iter()
+                .map(|v| escape::bytes(v.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    done(&image, dir, opts);
     Ok(image)
 }
 
@@ -149,8 +181,16 @@ pub async fn extract_image(
 ) -> Result<ResolvedImage> {
     let (registry, image) = resolve(reference, opts).await?;
     let tags: Vec<String> = reference.familiar_tagged().into_iter().collect();
-    export::extracted::extract(&registry, &image, dir, &tags, extract).await?;
+    export::extracted::extract(&registry, &image, dir, &tags, extract, &opts.progress).await?;
+    done(&image, dir, opts);
     Ok(image)
+}
+
+fn done(image: &ResolvedImage, output: &Path, opts: &PullOptions) {
+    opts.progress.emit(|| progress::Event::Done {
+        reference: image.reference.to_string(),
+        output: output.to_path_buf(),
+    });
 }
 
 /// Rebuild the `docker load`-able tarball of `reference` (looked up by its

@@ -2,6 +2,7 @@
 //! to exit codes.
 
 mod cli;
+mod render;
 mod signals;
 
 use std::io::IsTerminal;
@@ -13,12 +14,14 @@ use occystrap::{Error, ImageRef, Platform, PullOptions, RegistryOptions};
 
 use std::path::Path;
 
-use cli::{BundleArgs, CacheCommand, Cli, Command, ExtractArgs, Global};
+use cli::{BundleArgs, CacheCommand, Cli, Command, ExtractArgs, Format, Global};
 use occystrap::bundle::BundleOptions;
 use occystrap::bundle::convert::{self, ConvertOptions};
 use occystrap::cache::BlobCache;
 use occystrap::export::extracted::ExtractOptions;
 use occystrap::layer::LayerLimits;
+use render::{Console, ProgressMode};
+use std::sync::Arc;
 
 /// Exit codes: documented in the README.
 fn exit_code(kind: ErrorKind) -> u8 {
@@ -33,7 +36,12 @@ fn exit_code(kind: ErrorKind) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global);
+    let mode = match cli.global.progress {
+        ProgressMode::Auto if cli.global.quiet => ProgressMode::None,
+        mode => mode,
+    };
+    let console = Console::new(mode);
+    init_logging(&cli.global, &console);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -41,17 +49,23 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(signals::cancellable(run(cli))) {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(signals::cancellable(run(cli, console.clone()))) {
+        Ok(()) => {
+            console.finish(true);
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("occystrap: {e}");
-            ExitCode::from(exit_code(e.kind()))
+            let code = exit_code(e.kind());
+            console.error(&e.to_string(), code);
+            ExitCode::from(code)
         }
     }
 }
 
-fn init_logging(global: &Global) {
-    let level = if global.quiet {
+fn init_logging(global: &Global, console: &Arc<Console>) {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::prelude::*;
+    let level = if global.quiet || (console.mode() == ProgressMode::None && global.verbose == 0) {
         tracing::Level::ERROR
     } else if global.verbose >= 2 {
         tracing::Level::DEBUG
@@ -63,16 +77,22 @@ fn init_logging(global: &Global) {
     // Colour only for a person at a terminal who has not asked for none.
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false)
-        .without_time()
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
+    // JSON mode: stderr is the event stream (warnings become events).
+    let text = (console.mode() != ProgressMode::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .without_time()
+            .with_ansi(colour)
+            .with_writer(render::LogWriter(console.clone()))
+            .with_filter(LevelFilter::from_level(level))
+    });
+    tracing_subscriber::registry()
+        .with(text)
+        .with(render::Warnings(console.clone()).with_filter(LevelFilter::WARN))
         .init();
 }
 
-async fn run(cli: Cli) -> Result<(), Error> {
+async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
     match &cli.command {
         Command::Completions { shell } => {
             return print_generated(|out| {
@@ -85,19 +105,26 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         _ => {}
     }
-    let opts = pull_options(&cli.global)?;
+    let mut opts = pull_options(&cli.global)?;
+    if console.mode() != ProgressMode::None {
+        opts.progress = occystrap::progress::Progress::new(Arc::new(render::Sink(console.clone())));
+    }
+    let out = Results {
+        format: cli.global.format,
+        console,
+    };
     match cli.command {
         Command::Export { reference, output } => {
             let reference: ImageRef = reference.parse()?;
             let image = occystrap::export_tarball(&reference, &output, &opts).await?;
-            report_written(&output, &image);
+            out.image(&image, &output)?;
         }
         Command::FetchToTarfile { args } => {
             let (registry, image, tag, output) = cli::legacy_args(&args);
             let reference = ImageRef::from_parts(registry, image, tag)?;
             let output = std::path::PathBuf::from(output);
             let image = occystrap::export_tarball(&reference, &output, &opts).await?;
-            report_written(&output, &image);
+            out.image(&image, &output)?;
         }
         Command::Bundle {
             reference,
@@ -106,12 +133,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
             command,
         } => {
             let reference: ImageRef = reference.parse()?;
-            make_bundle(&reference, &dir, &bundle, command, &opts).await?;
+            let image = make_bundle(&reference, &dir, &bundle, command, &opts).await?;
+            out.image(&image, &dir)?;
         }
         Command::FetchToOci { args, bundle } => {
             let (registry, image, tag, dir) = cli::legacy_args(&args);
             let reference = ImageRef::from_parts(registry, image, tag)?;
-            make_bundle(&reference, Path::new(dir), &bundle, Vec::new(), &opts).await?;
+            let image = make_bundle(&reference, Path::new(dir), &bundle, Vec::new(), &opts).await?;
+            out.image(&image, Path::new(dir))?;
         }
         Command::Extract {
             reference,
@@ -119,12 +148,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
             extract,
         } => {
             let reference: ImageRef = reference.parse()?;
-            make_extracted(&reference, &dir, &extract, &opts).await?;
+            let image = make_extracted(&reference, &dir, &extract, &opts).await?;
+            out.image(&image, &dir)?;
         }
         Command::FetchToExtracted { args, extract } => {
             let (registry, image, tag, dir) = cli::legacy_args(&args);
             let reference = ImageRef::from_parts(registry, image, tag)?;
-            make_extracted(&reference, Path::new(dir), &extract, &opts).await?;
+            let image = make_extracted(&reference, Path::new(dir), &extract, &opts).await?;
+            out.image(&image, Path::new(dir))?;
         }
         Command::RecreateImage {
             dir,
@@ -134,14 +165,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let reference = ImageRef::from_parts(None, &image, &tag)?;
             let id = occystrap::recreate_image(&dir, &reference, &output)?;
-            tracing::info!("wrote {} ({reference}, image ID {id})", output.display());
+            out.recreated(&reference, &id, &output)?;
         }
         Command::Cache(command) => cache_command(command, &cli.global)?,
         Command::Completions { .. } | Command::Man => {}
         Command::Inspect { reference } => {
             let reference: ImageRef = reference.parse()?;
             let (_, image) = occystrap::resolve(&reference, &opts).await?;
-            print_result(&inspect_json(&image))?;
+            out.inspected(&image)?;
         }
     }
     Ok(())
@@ -152,15 +183,13 @@ async fn make_extracted(
     dir: &Path,
     args: &ExtractArgs,
     opts: &PullOptions,
-) -> Result<(), Error> {
+) -> Result<occystrap::ResolvedImage, Error> {
     let extract = ExtractOptions {
         unique_names: args.unique_names,
         expand: args.expand,
         replace: args.force,
     };
-    let image = occystrap::extract_image(reference, dir, &extract, opts).await?;
-    report_written(dir, &image);
-    Ok(())
+    occystrap::extract_image(reference, dir, &extract, opts).await
 }
 
 async fn make_bundle(
@@ -169,7 +198,7 @@ async fn make_bundle(
     args: &BundleArgs,
     command: Vec<String>,
     opts: &PullOptions,
-) -> Result<(), Error> {
+) -> Result<occystrap::ResolvedImage, Error> {
     let euid = nix::unistd::geteuid();
     let profile = match args.profile.as_str() {
         "default" => convert::DEFAULT_PROFILE.to_string(),
@@ -193,32 +222,101 @@ async fn make_bundle(
         replace: args.force,
         ..BundleOptions::default()
     };
-    let image = occystrap::create_bundle(reference, dir, &bundle, opts).await?;
-    let volumes = convert::volumes(&image.config);
-    if !volumes.is_empty() {
-        tracing::warn!(
-            "the image declares volumes {}: they are not mounted; add mounts to config.json if the container needs them",
-            volumes
-                .iter()
-                .map(|v| occystrap::escape::bytes(v.as_bytes()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    occystrap::create_bundle(reference, dir, &bundle, opts).await
+}
+
+/// What a command made, printed on stdout as `--format` says.
+struct Results {
+    format: Option<Format>,
+    console: Arc<Console>,
+}
+
+impl Results {
+    /// An image written to `output`.
+    fn image(&self, image: &occystrap::ResolvedImage, output: &Path) -> Result<(), Error> {
+        self.print(
+            result_json(image, Some(output), self.console.warnings()),
+            Format::Text,
+        )
     }
-    report_written(dir, &image);
-    Ok(())
+
+    /// `inspect`: JSON unless asked otherwise.
+    fn inspected(&self, image: &occystrap::ResolvedImage) -> Result<(), Error> {
+        self.print(
+            result_json(image, None, self.console.warnings()),
+            Format::Json,
+        )
+    }
+
+    /// `recreate-image`: built from a directory, so no manifest.
+    fn recreated(
+        &self,
+        reference: &ImageRef,
+        id: &occystrap::digest::Digest,
+        output: &Path,
+    ) -> Result<(), Error> {
+        let value = serde_json::json!({
+            "reference": reference.to_string(),
+            "manifestDigest": null,
+            "imageID": id.to_string(),
+            "platform": null,
+            "layers": [],
+            "output": output.to_string_lossy(),
+            "warnings": self.console.warnings(),
+        });
+        self.print(value, Format::Text)
+    }
+
+    fn print(&self, value: serde_json::Value, default: Format) -> Result<(), Error> {
+        // The bars go before the result takes their place on a terminal.
+        self.console.finish(true);
+        match self.format.unwrap_or(default) {
+            Format::Json => print_result(&serde_json::to_string_pretty(&value).unwrap_or_default()),
+            Format::Text => print_result(&result_text(&value)),
+        }
+    }
 }
 
-fn report_written(output: &std::path::Path, image: &occystrap::ResolvedImage) {
-    tracing::info!(
-        "wrote {} ({}, image ID {})",
-        output.display(),
-        image.reference,
-        image.config_digest
-    );
+/// `key: value` lines of a result.
+fn result_text(value: &serde_json::Value) -> String {
+    let field = |key: &str| match value.get(key) {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let mut lines = Vec::new();
+    for (key, label) in [
+        ("reference", "reference"),
+        ("indexDigest", "index"),
+        ("manifestDigest", "manifest"),
+        ("imageID", "image ID"),
+        ("platform", "platform"),
+        ("output", "output"),
+    ] {
+        if let Some(v) = field(key) {
+            lines.push(format!("{label}: {v}"));
+        }
+    }
+    for layer in value["layers"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "layer: {} diff_id {} size {}",
+            layer["digest"].as_str().unwrap_or_default(),
+            layer["diffID"].as_str().unwrap_or_default(),
+            layer["size"]
+        ));
+    }
+    for warning in value["warnings"].as_array().into_iter().flatten() {
+        lines.push(format!("warning: {}", warning.as_str().unwrap_or_default()));
+    }
+    lines.join("\n")
 }
 
-fn inspect_json(image: &occystrap::ResolvedImage) -> String {
+/// An image as a result: what `inspect` prints, and what `--format json`
+/// prints for a command that made something (with its output).
+fn result_json(
+    image: &occystrap::ResolvedImage,
+    output: Option<&Path>,
+    warnings: Vec<String>,
+) -> serde_json::Value {
     let layers: Vec<_> = image
         .layers
         .iter()
@@ -239,8 +337,10 @@ fn inspect_json(image: &occystrap::ResolvedImage) -> String {
         "imageID": image.config_digest.to_string(),
         "platform": image.platform().to_string(),
         "layers": layers,
+        "output": output.map(|o| o.to_string_lossy()),
+        "warnings": warnings,
     });
-    serde_json::to_string_pretty(&value).unwrap_or_default()
+    value
 }
 
 /// The cache from `--cache`, else the default one; none with `--no-cache`
@@ -348,5 +448,6 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
             || global.os.is_some()
             || global.architecture.is_some()
             || global.variant.is_some(),
+        progress: occystrap::progress::Progress::default(),
     })
 }

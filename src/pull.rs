@@ -17,6 +17,7 @@ use crate::cache::BlobCache;
 use crate::digest::{Digest, Hasher};
 use crate::image::{LayerRef, ResolvedImage};
 use crate::layer::{LayerDecoder, LayerLimits};
+use crate::progress::{CountingReader, Event, LayerCounter, Progress};
 use crate::registry::{BlobReader, Registry};
 use crate::{Error, Result};
 
@@ -77,6 +78,11 @@ pub struct LayerReader {
     hasher: Option<Hasher>,
     /// Where to record the diff_id once it checked out.
     record: Option<(BlobCache, LayerRef)>,
+    /// Position in the image, and where to report.
+    index: usize,
+    layer: LayerRef,
+    counter: Arc<LayerCounter>,
+    progress: Progress,
 }
 
 impl LayerReader {
@@ -114,6 +120,7 @@ impl Read for LayerReader {
             }
             match self.rx.recv() {
                 Ok(Msg::Data(chunk)) => {
+                    self.counter.add_written(chunk.len() as u64);
                     self.pool.give(std::mem::replace(&mut self.chunk, chunk));
                     self.pos = 0;
                 }
@@ -134,6 +141,13 @@ impl Read for LayerReader {
                             );
                         }
                     }
+                    self.progress.emit(|| Event::Verified {
+                        index: self.index,
+                        digest: self.layer.digest.clone(),
+                        diff_id: self.layer.diff_id.clone(),
+                        read: self.counter.read(),
+                        written: self.counter.written(),
+                    });
                 }
                 Ok(Msg::Failed(e)) => {
                     let message = e.to_string();
@@ -161,10 +175,12 @@ impl Read for LayerReader {
 /// Stream every layer of `image` through `consume`, in order. `state` is
 /// threaded through the calls and returned. Nothing is consumed unverified
 /// without the failure being reported: a consumer error caused by a failed
-/// check is reported as that check's error.
+/// check is reported as that check's error. Each layer's start,
+/// verification and application are reported to `progress`.
 pub async fn each_layer<S, F>(
     registry: &Registry,
     image: &ResolvedImage,
+    progress: &Progress,
     state: S,
     consume: F,
 ) -> Result<S>
@@ -176,7 +192,7 @@ where
     let expected = image.layers.len();
     let consumer =
         tokio::task::spawn_blocking(move || consume_all(readers, expected, state, consume));
-    let produced = produce(registry, image, to_consumer).await;
+    let produced = produce(registry, image, progress, to_consumer).await;
     let consumed = consumer
         .await
         .map_err(|e| Error::Usage(format!("internal error: layer consumer failed: {e}")))?;
@@ -214,6 +230,11 @@ where
             return Err(e);
         }
         reader.finish()?;
+        reader.progress.emit(|| Event::Applied {
+            index: reader.index,
+            digest: layer.digest.clone(),
+            written: reader.counter.written(),
+        });
     }
     Ok(state)
 }
@@ -221,6 +242,7 @@ where
 async fn produce(
     registry: &Registry,
     image: &ResolvedImage,
+    progress: &Progress,
     to_consumer: SyncSender<(LayerRef, LayerReader)>,
 ) -> Result<()> {
     let count = image.layers.len();
@@ -231,7 +253,7 @@ async fn produce(
             return Err(Error::Cancelled);
         }
         let prefetched = prefetch.wait_for(i).await;
-        tracing::info!(
+        tracing::debug!(
             "layer {}/{count} {} ({})",
             i + 1,
             layer.digest,
@@ -256,6 +278,14 @@ async fn produce(
         if known {
             tracing::debug!("layer {}: diff_id known from the cache", layer.digest);
         }
+        let counter = Arc::new(LayerCounter::default());
+        progress.emit(|| Event::LayerStarted {
+            index: i,
+            count,
+            digest: layer.digest.clone(),
+            size: layer.size,
+            counter: counter.clone(),
+        });
         let (tx, rx) = sync_channel(DEPTH);
         let reader = LayerReader {
             rx,
@@ -268,6 +298,10 @@ async fn produce(
             diff_id: layer.diff_id.clone(),
             hasher: (!known).then(|| layer.diff_id.hasher()),
             record: cache.filter(|_| !known).map(|c| (c, layer.clone())),
+            index: i,
+            layer: layer.clone(),
+            counter: counter.clone(),
+            progress: progress.clone(),
         };
         if to_consumer.send((layer.clone(), reader)).is_err() {
             // The consumer gave up; its error is the one to report.
@@ -275,6 +309,10 @@ async fn produce(
         }
         let layer = layer.clone();
         let (limits, pool) = (registry.layer_limits(), pool.clone());
+        let blob = CountingReader {
+            inner: blob,
+            counter,
+        };
         tokio::task::spawn_blocking(move || decode(blob, &layer, limits, &pool, &tx))
             .await
             .map_err(|e| Error::Usage(format!("internal error: layer decoder failed: {e}")))?;
@@ -334,7 +372,7 @@ impl Drop for Prefetch {
 /// Decompress and verify one layer into the channel. Failures go down the
 /// channel too: the consumer reports them.
 fn decode(
-    blob: BlobReader,
+    blob: CountingReader<BlobReader>,
     layer: &LayerRef,
     limits: LayerLimits,
     pool: &Pool,

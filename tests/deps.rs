@@ -21,6 +21,7 @@ const PROVIDERS: &[(&str, &str)] = &[
     ("setcap", "libcap2-bin"),
     ("tar", "tar"),
     ("setpriv", "util-linux"),
+    ("script", "util-linux"),
     ("mount", "mount"),
     ("umount", "mount"),
     // Essential packages (coreutils, bash, dash): on every Debian.

@@ -52,6 +52,7 @@ pub async fn create(
     image: &ResolvedImage,
     dir: &Path,
     opts: &BundleOptions,
+    progress: &crate::progress::Progress,
 ) -> Result<()> {
     convert::check_profile(&opts.profile)?;
     // Private: the rootfs holds the image's setuid binaries and devices.
@@ -67,6 +68,7 @@ pub async fn create(
     let (root, stats) = pull::each_layer(
         registry,
         image,
+        progress,
         start,
         move |(root, stats), layer, reader| {
             let applied = unpack::apply_layer(root, reader, &unpack_opts)

@@ -61,11 +61,12 @@ pub async fn extract(
     dir: &Path,
     repo_tags: &[String],
     opts: &ExtractOptions,
+    progress: &crate::progress::Progress,
 ) -> Result<()> {
     if opts.unique_names {
-        extract_shared(registry, image, dir, repo_tags, opts.expand).await
+        extract_shared(registry, image, dir, repo_tags, opts.expand, progress).await
     } else {
-        extract_plain(registry, image, dir, repo_tags, opts).await
+        extract_plain(registry, image, dir, repo_tags, opts, progress).await
     }
 }
 
@@ -75,6 +76,7 @@ async fn extract_plain(
     dir: &Path,
     repo_tags: &[String],
     opts: &ExtractOptions,
+    progress: &crate::progress::Progress,
 ) -> Result<()> {
     // Expanded trees hold the image's setuid binaries and devices: private.
     let staged = if opts.expand {
@@ -86,7 +88,7 @@ async fn extract_plain(
     let layout = Layout::of(image);
     write_new(&root.join(&layout.config), &image.config_bytes)?;
     let layers = unique_layers(&image.layers);
-    fetch_layers(registry, image, &root, layers.clone()).await?;
+    fetch_layers(registry, image, &root, layers.clone(), progress).await?;
     write_new(
         &root.join("manifest.json"),
         &layout.manifest_json(repo_tags),
@@ -113,6 +115,7 @@ async fn extract_shared(
     dir: &Path,
     repo_tags: &[String],
     expand_too: bool,
+    progress: &crate::progress::Progress,
 ) -> Result<()> {
     make_shared_dir(dir, expand_too)?;
     let (name, tag) = catalog::key_of(&image.reference);
@@ -123,7 +126,7 @@ async fn extract_shared(
     let unique = unique_layers(&image.layers);
     let (d, u) = (dir.to_path_buf(), unique.clone());
     let missing = blocking(move || missing_layers(&d, &u)).await?;
-    fetch_layers(registry, image, dir, missing.clone()).await?;
+    fetch_layers(registry, image, dir, missing.clone(), progress).await?;
 
     let mut layer_dirs = Vec::new();
     let mut merged = None;
@@ -231,6 +234,7 @@ async fn fetch_layers(
     image: &ResolvedImage,
     dir: &Path,
     layers: Vec<LayerRef>,
+    progress: &crate::progress::Progress,
 ) -> Result<()> {
     if layers.is_empty() {
         return Ok(());
@@ -239,7 +243,7 @@ async fn fetch_layers(
     subset.layers = layers;
     let dir = dir.to_path_buf();
     let limits = registry.layer_limits();
-    pull::each_layer(registry, &subset, (), move |_, layer, reader| {
+    pull::each_layer(registry, &subset, progress, (), move |_, layer, reader| {
         let target = dir.join(docker_save::layer_path(layer.diff_id.hex()));
         let parent = target.parent().unwrap_or(&dir);
         fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;

@@ -25,6 +25,7 @@ pub async fn docker_tarball(
     image: &ResolvedImage,
     target: &Path,
     repo_tags: &[String],
+    progress: &crate::progress::Progress,
 ) -> Result<()> {
     let (staged, file) = Staged::file(target)?;
     let layout = Layout::of(image);
@@ -36,16 +37,22 @@ pub async fn docker_tarball(
         .map_err(&io_err)?;
     let tmp = staged.path().to_path_buf();
     let limits = registry.layer_limits();
-    let mut writer = pull::each_layer(registry, image, writer, move |w, layer, reader| {
-        let name = docker_save::layer_path(layer.diff_id.hex());
-        let result = if w.contains(&name) {
-            // The same layer twice in one image: verify it, store it once.
-            docker_save::copy_layer(reader, &mut std::io::sink(), limits)
-        } else {
-            w.add_stream(&name, |out| docker_save::copy_layer(reader, out, limits))
-        };
-        copied(result.map(drop), reader, layer, &tmp)
-    })
+    let mut writer = pull::each_layer(
+        registry,
+        image,
+        progress,
+        writer,
+        move |w, layer, reader| {
+            let name = docker_save::layer_path(layer.diff_id.hex());
+            let result = if w.contains(&name) {
+                // The same layer twice in one image: verify it, store it once.
+                docker_save::copy_layer(reader, &mut std::io::sink(), limits)
+            } else {
+                w.add_stream(&name, |out| docker_save::copy_layer(reader, out, limits))
+            };
+            copied(result.map(drop), reader, layer, &tmp)
+        },
+    )
     .await?;
     writer
         .add_file("manifest.json", &layout.manifest_json(repo_tags))
