@@ -33,12 +33,18 @@ pub struct Transport {
 
 impl Transport {
     /// A client for `oci_ref`'s repository; `plain_http` says whether to use
-    /// `http://`. Nothing is sent yet.
+    /// `http://`; `roots` are PEM CA certificates to trust besides the
+    /// system's. Nothing is sent yet.
+    ///
+    /// Proxies: reqwest (and oci-client's own client) honour
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (also in
+    /// lower case) from the environment.
     pub fn new(
         oci_ref: oci_client::Reference,
         auth: RegistryAuth,
         plain_http: bool,
         timeout: Duration,
+        roots: Vec<Vec<u8>>,
     ) -> Result<Transport, Failure> {
         let user_agent = concat!("occystrap/", env!("CARGO_PKG_VERSION"));
         let registry = oci_ref.resolve_registry().to_string();
@@ -51,10 +57,17 @@ impl Transport {
         let base = format!("{scheme}://{registry}/v2/{}", oci_ref.repository());
         // reqwest drops the Authorization header when a redirect leaves
         // the registry's host, so storage hosts never see credentials.
+        let mut extra_roots = Vec::new();
+        for pem in &roots {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Failure::Request(chain(&e)))?;
+            extra_roots.extend(certs);
+        }
         let http = reqwest::Client::builder()
             .user_agent(user_agent)
             .connect_timeout(timeout)
             .read_timeout(timeout)
+            .tls_certs_merge(extra_roots)
             .build()
             .map_err(|e| Failure::Connection(chain(&e)))?;
         let oci = oci_client::Client::new(ClientConfig {
@@ -62,6 +75,13 @@ impl Transport {
             user_agent,
             connect_timeout: Some(timeout),
             read_timeout: Some(timeout),
+            extra_root_certificates: roots
+                .into_iter()
+                .map(|data| oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Pem,
+                    data,
+                })
+                .collect(),
             ..ClientConfig::default()
         });
         Ok(Transport {

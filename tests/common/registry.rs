@@ -28,7 +28,14 @@ pub struct Registry {
 impl Registry {
     /// Starts an anonymous registry (anyone may pull and push).
     pub fn start() -> Registry {
-        Self::launch(None)
+        Self::launch(None, None)
+    }
+
+    /// Starts a pull-through cache (`proxy: remoteurl:`) in front of
+    /// `remote` (e.g. another registry's or a fake server's URL): it fetches
+    /// what it does not hold from there and keeps it.
+    pub fn start_proxy(remote: &str) -> Registry {
+        Self::launch(None, Some(remote.to_string()))
     }
 
     /// Starts a registry that demands HTTP basic auth for every request.
@@ -37,7 +44,7 @@ impl Registry {
     /// credentials. Needs `htpasswd` (Debian package `apache2-utils`) to
     /// write the bcrypt password file.
     pub fn start_with_basic_auth(user: &str, password: &str) -> Registry {
-        Self::launch(Some((user.to_string(), password.to_string())))
+        Self::launch(Some((user.to_string(), password.to_string())), None)
     }
 
     /// The filesystem storage root, for tests that tamper with stored data.
@@ -98,7 +105,7 @@ impl Registry {
         self.http.send(req).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn launch(credentials: Option<(String, String)>) -> Registry {
+    fn launch(credentials: Option<(String, String)>, remote: Option<String>) -> Registry {
         let dir = tempfile::tempdir().expect("temp dir for the registry");
         if let Some((user, password)) = &credentials {
             write_htpasswd(dir.path(), user, password);
@@ -107,7 +114,7 @@ impl Registry {
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let addr = format!("127.0.0.1:{}", free_port());
-            write_config(dir.path(), &addr, credentials.is_some());
+            write_config(dir.path(), &addr, credentials.is_some(), remote.as_deref());
             let mut child = spawn(dir.path());
             match wait_ready(&http, &mut child, dir.path(), &addr) {
                 Ok(()) => {
@@ -179,7 +186,7 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-fn write_config(dir: &Path, addr: &str, with_auth: bool) {
+fn write_config(dir: &Path, addr: &str, with_auth: bool, remote: Option<&str>) {
     let storage = dir.join("storage");
     let mut config = format!(
         "version: 0.1\n\
@@ -195,6 +202,9 @@ fn write_config(dir: &Path, addr: &str, with_auth: bool) {
             "auth:\n  htpasswd:\n    realm: occystrap-test\n    path: {}\n",
             htpasswd.display()
         ));
+    }
+    if let Some(remote) = remote {
+        config.push_str(&format!("proxy:\n  remoteurl: {remote}\n"));
     }
     fs::write(dir.join("config.yml"), config).expect("write registry config");
 }
