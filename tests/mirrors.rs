@@ -307,3 +307,119 @@ fn proxy_from_environment() {
     );
     ok(&run(Some("127.0.0.1"), "b.tar"));
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, in `dir`: ca.crt,
+/// server.pem, server.key.
+fn make_certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=occystrap test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+/// `--cert-dir`: a registry whose certificate a private CA signed is
+/// trusted with the CA's `*.crt`, and refused without it. (`127.1` is
+/// 127.0.0.1, not a loopback literal, so HTTPS is used.)
+#[test]
+fn cert_dir_adds_ca_roots() {
+    let upstream = Registry::start();
+    upstream.push_image("test/app", "v1", &image());
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    make_certificates(&certs);
+    let server = tmp.path().join("server");
+    std::fs::create_dir(&server).unwrap();
+    for f in ["server.pem", "server.key"] {
+        std::fs::rename(certs.join(f), server.join(f)).unwrap();
+    }
+    std::fs::remove_file(certs.join("ca.key")).unwrap();
+    let tls = Registry::start_tls_proxy(
+        &upstream.url(),
+        &server.join("server.pem"),
+        &server.join("server.key"),
+    );
+    let port = tls.addr.rsplit(':').next().unwrap();
+    let reference = format!("127.1:{port}/test/app:v1");
+    let out = tmp.path().join("a.tar");
+    let refused = occystrap(&[
+        "--retries",
+        "0",
+        "export",
+        &reference,
+        out.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).to_lowercase().contains("certificate"),
+        "{}",
+        stderr(&refused)
+    );
+    ok(&occystrap(&[
+        "--cert-dir",
+        certs.to_str().unwrap(),
+        "export",
+        &reference,
+        out.to_str().unwrap(),
+    ]));
+}
