@@ -239,7 +239,7 @@ fn location_rewrite_and_longest_prefix() {
     fails_with(&out, 2, "blocked");
 }
 
-/// `insecure = true` talks plain HTTP to a host that is not loopback by
+/// `insecure = true` falls back to plain HTTP for a host that is not loopback by
 /// name (`127.1` is 127.0.0.1 once resolved, but not a loopback literal
 /// for occystrap, which would otherwise use HTTPS).
 #[test]
@@ -422,4 +422,11 @@ fn cert_dir_adds_ca_roots() {
         &reference,
         out.to_str().unwrap(),
     ]));
+    // registries.conf's insecure: HTTPS without verification.
+    std::fs::remove_file(&out).unwrap();
+    let conf = write_conf(
+        tmp.path(),
+        &format!("[[registry]]\nprefix = \"127.1:{port}\"\ninsecure = true\n"),
+    );
+    ok(&export(&conf, &reference, tmp.path(), "a.tar"));
 }

@@ -27,7 +27,7 @@ use crate::{Error, Result};
 use blob::{BlobSource, ResumingReader};
 pub use config::RegistriesConf;
 use retry::RetryPolicy;
-use transport::{Failure, Transport};
+use transport::{Failure, Security, Transport};
 
 /// Media types of manifests we understand, in order of preference.
 pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
@@ -178,9 +178,15 @@ impl Registry {
                 .then(|| opts.credentials.clone())
                 .flatten();
             let auth = auth::credentials_for(target, explicit, opts.authfile.as_deref())?;
-            let plain_http = opts.insecure || endpoint.insecure || target.is_loopback_registry();
+            let security = if opts.insecure || target.is_loopback_registry() {
+                Security::Http
+            } else if endpoint.insecure {
+                Security::Insecure
+            } else {
+                Security::Https
+            };
             let roots = certs::roots_for(&target.registry, opts)?;
-            let transport = Transport::new(target.to_oci(), auth, plain_http, opts.timeout, roots)
+            let transport = Transport::new(target.to_oci(), auth, security, opts.timeout, roots)
                 .map_err(|e| Error::Registry {
                     reference: target.to_string(),
                     message: e.to_string(),
