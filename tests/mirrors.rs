@@ -430,3 +430,42 @@ fn cert_dir_adds_ca_roots() {
     );
     ok(&export(&conf, &reference, tmp.path(), "a.tar"));
 }
+
+/// Without `--registries-conf` or `--no-system-config`, the user's
+/// `~/.config/containers/registries.conf` and its `.d` drop-ins are read
+/// (a later drop-in replaces an entry with the same prefix).
+#[test]
+fn user_registries_conf_and_drop_ins() {
+    let upstream = Registry::start();
+    upstream.push_image("test/app", "v1", &image());
+    upstream.push_image("other/app", "v1", &image());
+    let home = tempfile::tempdir().unwrap();
+    let containers = home.path().join(".config/containers");
+    std::fs::create_dir_all(containers.join("registries.conf.d")).unwrap();
+    std::fs::write(
+        containers.join("registries.conf"),
+        format!(
+            "[[registry]]\nprefix = \"{0}/test\"\nblocked = true\n\
+             [[registry]]\nprefix = \"{0}/other\"\nblocked = true\n",
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        containers.join("registries.conf.d/50-unblock.conf"),
+        format!("[[registry]]\nprefix = \"{}/other\"\n", upstream.addr),
+    )
+    .unwrap();
+    let run = |repo: &str| {
+        let out = home.path().join(format!("{}.tar", repo.replace('/', "-")));
+        command()
+            .env_remove("OCCYSTRAP_NO_SYSTEM_CONFIG")
+            .env("HOME", home.path())
+            .args(["export", &upstream.image_ref(repo, "v1")])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    fails_with(&run("test/app"), 2, "registries.conf:1");
+    ok(&run("other/app"));
+}
