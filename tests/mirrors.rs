@@ -394,6 +394,13 @@ fn cert_dir_adds_ca_roots() {
         std::fs::rename(certs.join(f), server.join(f)).unwrap();
     }
     std::fs::remove_file(certs.join("ca.key")).unwrap();
+    // A bundle whose first certificate is not the CA: every one counts.
+    let bundle = [
+        std::fs::read(server.join("server.pem")).unwrap(),
+        std::fs::read(certs.join("ca.crt")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(certs.join("ca.crt"), bundle).unwrap();
     let tls = Registry::start_tls_proxy(
         &upstream.url(),
         &server.join("server.pem"),

@@ -1,7 +1,9 @@
 //! The only code that speaks HTTP (`transport`). Everything handed out is
 //! either verified already (manifests, configs) or verified as it streams
 //! (blobs). Failed requests are retried as `retry` says; blob downloads
-//! resume where they broke off (`blob`).
+//! resume where they broke off (`blob`). Which endpoints to ask — the
+//! mirrors of registries.conf, then the registry itself — and what is
+//! blocked or insecure come from [`config`]; extra CA roots from `certs`.
 
 pub mod auth;
 mod blob;

@@ -230,15 +230,35 @@ impl Scheme {
             accept_invalid_certificates: unverified,
             extra_root_certificates: roots
                 .iter()
+                .flat_map(|pem| pem_blocks(pem))
                 .map(|data| oci_client::client::Certificate {
                     encoding: oci_client::client::CertificateEncoding::Pem,
-                    data: data.clone(),
+                    data,
                 })
                 .collect(),
             ..ClientConfig::default()
         });
         Ok(Scheme { http, base, oci })
     }
+}
+
+/// Each `CERTIFICATE` block of a PEM bundle on its own (oci-client reads
+/// only the first certificate of what it is given).
+fn pem_blocks(pem: &[u8]) -> Vec<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    let mut blocks = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
+        let end = start + len + END.len();
+        blocks.push(format!("{}\n", &rest[start..end]).into_bytes());
+        rest = &rest[end..];
+    }
+    blocks
 }
 
 #[derive(Clone)]
@@ -608,6 +628,15 @@ mod tests {
         assert!(status(403, &[], None).is_denied());
         assert!(status(400, &["DENIED"], None).is_denied());
         assert!(!status(500, &[], None).is_denied());
+    }
+
+    #[test]
+    fn pem_bundles_split_into_certificates() {
+        let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----";
+        let bundle = format!("# a comment\n{one}\n\n{one}\ntrailing");
+        let blocks = pem_blocks(bundle.as_bytes());
+        assert_eq!(blocks, vec![format!("{one}\n").into_bytes(); 2]);
+        assert!(pem_blocks(b"no certificate").is_empty());
     }
 
     #[test]
