@@ -14,7 +14,7 @@ build:
 DEBIAN_PACKAGES = docker-registry runc docker.io busybox-static apache2-utils \
 	umoci skopeo iptables ca-certificates golang-go acl attr libcap2-bin \
 	python3 python3-venv tar util-linux mount debootstrap time iproute2 \
-	curl e2fsprogs
+	curl e2fsprogs openssl
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \

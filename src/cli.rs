@@ -46,6 +46,25 @@ pub struct Global {
     /// Talk plain HTTP to the registry (loopback registries always do)
     #[arg(long, global = true)]
     pub insecure: bool,
+    /// registries.conf to read instead of the containers tools' files
+    /// (/etc/containers/registries.conf, its .d/ directory and
+    /// ~/.config/containers/registries.conf)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "CONTAINERS_REGISTRIES_CONF"
+    )]
+    pub registries_conf: Option<PathBuf>,
+    /// Read no registries.conf and no certs.d directory unless given
+    /// (--registries-conf, --cert-dir): for hermetic runs
+    #[arg(long, global = true, env = "OCCYSTRAP_NO_SYSTEM_CONFIG",
+          value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_system_config: bool,
+    /// CA certificates (*.crt) to trust for every registry, instead of
+    /// /etc/containers/certs.d/HOST/ and /etc/docker/certs.d/HOST/
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Registry username (else the credentials files, else anonymous)
     #[arg(long, global = true, env = "OCCYSTRAP_USERNAME")]
     pub username: Option<String>,

@@ -46,6 +46,15 @@ pub enum Error {
     #[error("{reference}: registry error: {}", escape::bytes(message.as_bytes()))]
     Registry { reference: String, message: String },
 
+    /// registries.conf blocks the registry (exit 2, like other usage errors:
+    /// asking again will not help, changing the configuration will).
+    #[error("{reference}: blocked by the [[registry]] with prefix {prefix:?} at {source_file}")]
+    Blocked {
+        reference: String,
+        prefix: String,
+        source_file: String,
+    },
+
     #[error("{reference}: no image for platform {wanted}; the image has: {available}")]
     NoMatchingPlatform {
         reference: String,
@@ -108,6 +117,7 @@ impl Error {
             Error::InvalidReference { .. }
             | Error::InvalidPlatform { .. }
             | Error::Usage(_)
+            | Error::Blocked { .. }
             | Error::OutputExists { .. } => ErrorKind::Usage,
             Error::NotFound { .. }
             | Error::Auth { .. }

@@ -345,6 +345,20 @@ fn result_json(
 
 /// The cache from `--cache`, else the default one; none with `--no-cache`
 /// or when there is no home directory to put it in.
+/// `--registries-conf` alone, else the containers tools' files unless
+/// `--no-system-config`.
+fn registries_conf(global: &Global) -> Result<occystrap::registry::RegistriesConf, Error> {
+    use occystrap::registry::RegistriesConf;
+    match (&global.registries_conf, global.no_system_config) {
+        (Some(file), _) => RegistriesConf::load(std::slice::from_ref(file)),
+        (None, true) => Ok(RegistriesConf::default()),
+        (None, false) => {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            RegistriesConf::load_default(home.as_deref())
+        }
+    }
+}
+
 fn blob_cache(global: &Global) -> Result<Option<BlobCache>, Error> {
     if global.no_cache {
         return Ok(None);
@@ -442,6 +456,13 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
             },
             cache: blob_cache(global)?,
             jobs: global.jobs,
+            registries_conf: registries_conf(global)?,
+            certs_d: if global.no_system_config {
+                Vec::new()
+            } else {
+                RegistryOptions::default().certs_d
+            },
+            cert_dir: global.cert_dir.clone(),
         },
         platform,
         platform_required: global.platform.is_some()

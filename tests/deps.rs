@@ -12,6 +12,7 @@ const PROVIDERS: &[(&str, &str)] = &[
     ("docker-registry", "docker-registry"),
     ("go", "golang-go"),
     ("htpasswd", "apache2-utils"),
+    ("openssl", "openssl"),
     ("runc", "runc"),
     ("umoci", "umoci"),
     ("skopeo", "skopeo"),

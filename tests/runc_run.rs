@@ -433,6 +433,7 @@ fn a_non_root_user_gets_a_bundle_its_own_runc_starts() {
         "env",
         &format!("HOME={home_s}"),
         "OCCYSTRAP_NO_CACHE=1",
+        "OCCYSTRAP_NO_SYSTEM_CONFIG=1",
         env!("CARGO_BIN_EXE_occystrap"),
         "bundle",
         &reference,

@@ -1,17 +1,21 @@
 //! The only code that speaks HTTP (`transport`). Everything handed out is
 //! either verified already (manifests, configs) or verified as it streams
 //! (blobs). Failed requests are retried as `retry` says; blob downloads
-//! resume where they broke off (`blob`).
+//! resume where they broke off (`blob`). Which endpoints to ask — the
+//! mirrors of registries.conf, then the registry itself — and what is
+//! blocked or insecure come from [`config`]; extra CA roots from `certs`.
 
 pub mod auth;
 mod blob;
+mod certs;
+pub mod config;
 mod retry;
 mod transport;
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,8 +27,9 @@ use crate::reference::ImageRef;
 use crate::{Error, Result};
 
 use blob::{BlobSource, ResumingReader};
+pub use config::RegistriesConf;
 use retry::RetryPolicy;
-use transport::{Failure, Transport};
+use transport::{Failure, Security, Transport};
 
 /// Media types of manifests we understand, in order of preference.
 pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
@@ -80,7 +85,21 @@ pub struct RegistryOptions {
     /// Blob downloads at once (with a cache, later layers are fetched into
     /// it while earlier ones are applied).
     pub jobs: usize,
+    /// registries.conf: blocked and insecure registries, `location`
+    /// rewrites and mirrors (see [`config`]). Empty by default; the CLI
+    /// loads the containers tools' files unless told otherwise.
+    pub registries_conf: RegistriesConf,
+    /// Directories with a `HOST[:PORT]/` directory of extra CA roots
+    /// (`*.crt`, PEM) per registry, as containers-certs.d(5) and Docker's
+    /// `certs.d`. Default: [`DEFAULT_CERTS_D`].
+    pub certs_d: Vec<std::path::PathBuf>,
+    /// A directory of `*.crt` CA roots used for every registry instead of
+    /// `certs_d` (`--cert-dir`).
+    pub cert_dir: Option<std::path::PathBuf>,
 }
+
+/// Where the containers tools and Docker keep per-registry certificates.
+pub const DEFAULT_CERTS_D: &[&str] = &["/etc/containers/certs.d", "/etc/docker/certs.d"];
 
 impl Default for RegistryOptions {
     fn default() -> Self {
@@ -94,6 +113,9 @@ impl Default for RegistryOptions {
             cache: None,
             jobs: DEFAULT_JOBS,
             layer_limits: LayerLimits::default(),
+            registries_conf: RegistriesConf::default(),
+            certs_d: DEFAULT_CERTS_D.iter().map(Into::into).collect(),
+            cert_dir: None,
         }
     }
 }
@@ -122,13 +144,24 @@ pub struct RawManifest {
 /// Default number of concurrent blob downloads.
 pub const DEFAULT_JOBS: usize = 4;
 
-/// A connection to one repository of one registry. Clones share the
-/// connection pool and tokens.
+/// A connection to one repository of one registry, and to its mirrors
+/// (registries.conf). Clones share the connection pools and tokens.
+///
+/// Endpoints: the mirrors that serve this kind of pull, in order, then the
+/// registry itself. A manifest is asked of each in turn until one answers;
+/// a mirror that fails (any error: connection, 5xx, 404, a bad digest) is
+/// warned about and skipped for the rest of this connection's life. Blobs
+/// are asked first of the endpoint that served the last manifest, then of
+/// the endpoints after it. Mirrors cannot change content: blobs and
+/// manifests fetched by digest are verified as always; a manifest fetched
+/// by tag is whatever the mirror says the tag is (`pull-from-mirror =
+/// "digest-only"` avoids that).
 #[derive(Clone)]
 pub struct Registry {
-    transport: Arc<Transport>,
+    endpoints: Arc<Vec<Endpoint>>,
+    /// The endpoint that served the last manifest.
+    served_by: Arc<AtomicUsize>,
     image: ImageRef,
-    policy: RetryPolicy,
     layer_limits: LayerLimits,
     cache: Option<BlobCache>,
     jobs: usize,
@@ -136,21 +169,52 @@ pub struct Registry {
 
 impl Registry {
     /// Prepare a client for `image`'s repository (no request is made yet).
+    /// A blocked registry (registries.conf) is an error.
     pub fn connect(image: &ImageRef, opts: &RegistryOptions) -> Result<Registry> {
-        let auth =
-            auth::credentials_for(image, opts.credentials.clone(), opts.authfile.as_deref())?;
-        let plain_http = opts.insecure || image.is_loopback_registry();
-        let transport =
-            Transport::new(image.to_oci(), auth, plain_http, opts.timeout).map_err(|e| {
-                Error::Registry {
-                    reference: image.to_string(),
+        let mut endpoints = Vec::new();
+        for endpoint in opts.registries_conf.endpoints(image)? {
+            let target = &endpoint.image;
+            // Explicit credentials are for the registry named, not for
+            // its mirrors (those use the credentials files).
+            let explicit = (!endpoint.mirror)
+                .then(|| opts.credentials.clone())
+                .flatten();
+            let auth = auth::credentials_for(target, explicit, opts.authfile.as_deref())?;
+            let security = if opts.insecure || target.is_loopback_registry() {
+                Security::Http
+            } else if endpoint.insecure {
+                Security::Insecure
+            } else {
+                Security::Https
+            };
+            let roots = certs::roots_for(&target.registry, opts)?;
+            let transport = Transport::new(target.to_oci(), auth, security, opts.timeout, roots)
+                .map_err(|e| Error::Registry {
+                    reference: target.to_string(),
                     message: e.to_string(),
-                }
-            })?;
+                })?;
+            let mut policy = opts.retry_policy();
+            if endpoint.mirror {
+                // A mirror that is down should cost little before the
+                // next endpoint is tried.
+                policy.retries = policy.retries.min(1);
+            }
+            endpoints.push(Endpoint {
+                transport: Arc::new(transport),
+                host: target.registry.clone(),
+                mirror: endpoint.mirror,
+                policy,
+                failed: AtomicBool::new(false),
+            });
+        }
+        if endpoints.len() > 1 || endpoints[0].host != image.registry {
+            let list: Vec<_> = endpoints.iter().map(|e| e.host.as_str()).collect();
+            tracing::debug!("{image}: endpoints {}", list.join(", "));
+        }
         Ok(Registry {
-            transport: Arc::new(transport),
+            endpoints: Arc::new(endpoints),
+            served_by: Arc::new(AtomicUsize::new(0)),
             image: image.clone(),
-            policy: opts.retry_policy(),
             layer_limits: opts.layer_limits,
             cache: opts.cache.clone(),
             jobs: opts.jobs.max(1),
@@ -230,15 +294,54 @@ impl Registry {
     /// Fetch a manifest or index by tag or digest, checking it against the
     /// digest when there is one.
     pub async fn manifest(&self, reference: &str) -> Result<RawManifest> {
-        let what = format!("manifest {}", self.describe(reference));
+        let mut last = None;
+        for index in self.candidates(0) {
+            let endpoint = &self.endpoints[index];
+            match self.manifest_from(endpoint, reference).await {
+                Ok(manifest) => {
+                    self.served_by.store(index, Ordering::Relaxed);
+                    return Ok(manifest);
+                }
+                Err(e) if endpoint.mirror => self.mirror_failed(endpoint, &e),
+                Err(e) => return Err(e),
+            }
+            last = Some(index);
+        }
+        Err(Error::Registry {
+            reference: self.describe(reference),
+            message: format!(
+                "no endpoint left to try (last: {})",
+                last.map_or("none", |i| self.endpoints[i].host.as_str())
+            ),
+        })
+    }
+
+    /// The endpoints to try, from `start` on, leaving out failed mirrors.
+    fn candidates(&self, start: usize) -> Vec<usize> {
+        (start..self.endpoints.len())
+            .filter(|&i| !self.endpoints[i].failed.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    fn mirror_failed(&self, endpoint: &Endpoint, error: &Error) {
+        if !endpoint.failed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "mirror {} failed, trying the next endpoint: {error}",
+                endpoint.host
+            );
+        }
+    }
+
+    async fn manifest_from(&self, endpoint: &Endpoint, reference: &str) -> Result<RawManifest> {
+        let what = format!("manifest {}", self.describe_at(endpoint, reference));
         let path = format!("manifests/{reference}");
         let accept = MANIFEST_MEDIA_TYPES.join(", ");
-        let bytes = retry::with_retries(&self.policy, &what, || async {
-            let response = self.transport.get(&path, Some(&accept), 0).await?;
+        let bytes = retry::with_retries(&endpoint.policy, &what, || async {
+            let response = endpoint.transport.get(&path, Some(&accept), 0).await?;
             transport::read_capped(response, MANIFEST_LIMIT).await
         })
         .await
-        .map_err(|e| self.map_failure(e, "manifest", reference))?;
+        .map_err(|e| self.map_failure(e, "manifest", &self.describe_at(endpoint, reference)))?;
         let digest = Digest::sha256_of(&bytes);
         if reference.contains(':') {
             Digest::parse(reference)?.verify("manifest", &bytes)?;
@@ -293,18 +396,43 @@ impl Registry {
             tracing::debug!("{what} {digest}: from the cache");
             return Ok(self.cached_blob(what, digest, size, file));
         }
-        let source = BlobSource {
-            transport: self.transport.clone(),
-            digest: digest.to_string(),
-            size,
-            policy: self.policy,
-            handle: tokio::runtime::Handle::current(),
+        let served_by = self.served_by.load(Ordering::Relaxed);
+        let mut opened = None;
+        for index in self.candidates(served_by) {
+            let endpoint = &self.endpoints[index];
+            let source = BlobSource {
+                transport: endpoint.transport.clone(),
+                digest: digest.to_string(),
+                size,
+                policy: endpoint.policy,
+                handle: tokio::runtime::Handle::current(),
+            };
+            let described = self.describe_at(endpoint, &source.digest);
+            match retry::with_retries(&endpoint.policy, &format!("{what} {described}"), || {
+                source.request(0)
+            })
+            .await
+            {
+                Ok((body, _)) => {
+                    opened = Some((source, body));
+                    break;
+                }
+                Err(e) => {
+                    let error = self.map_failure(e, what, &described);
+                    if endpoint.mirror {
+                        self.mirror_failed(endpoint, &error);
+                    } else {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        let Some((source, body)) = opened else {
+            return Err(Error::Registry {
+                reference,
+                message: "no endpoint left to try".into(),
+            });
         };
-        let (body, _) = retry::with_retries(&self.policy, &format!("{what} {reference}"), || {
-            source.request(0)
-        })
-        .await
-        .map_err(|e| self.map_failure(e, what, &source.digest))?;
         let reader: Box<dyn Read + Send> = Box::new(ResumingReader::new(source, body));
         Ok(BlobReader {
             inner: VerifyingReader::new(reader, what, digest.clone(), Some(size)),
@@ -319,11 +447,22 @@ impl Registry {
         format!("{}:{}", self.image.familiar_repository(), what).replace(":sha256:", "@sha256:")
     }
 
-    /// Our error for a request for `what` (`reference` in the repository)
-    /// that failed for good, classed by what the user can do about it.
+    /// Like [`Registry::describe`], naming the endpoint when it is not the
+    /// registry the user named.
+    fn describe_at(&self, endpoint: &Endpoint, what: &str) -> String {
+        let described = self.describe(what);
+        if endpoint.host == self.image.registry && self.endpoints.len() == 1 {
+            described
+        } else {
+            format!("{described} (at {})", endpoint.host)
+        }
+    }
+
+    /// Our error for a request for `what` (`reference`, described) that
+    /// failed for good, classed by what the user can do about it.
     fn map_failure(&self, failure: Failure, what: &'static str, reference: &str) -> Error {
         let message = failure.to_string();
-        let reference = self.describe(reference);
+        let reference = reference.to_string();
         if let Failure::TooLarge(limit) = failure {
             IntegrityError::TooLarge {
                 what,
@@ -339,6 +478,17 @@ impl Registry {
             Error::Registry { reference, message }
         }
     }
+}
+
+/// One place to pull from: a mirror or the registry itself.
+struct Endpoint {
+    transport: Arc<Transport>,
+    /// Host and port, for messages.
+    host: String,
+    mirror: bool,
+    policy: RetryPolicy,
+    /// A mirror that failed once is not asked again.
+    failed: AtomicBool,
 }
 
 /// A blob being downloaded, verified as it is read.

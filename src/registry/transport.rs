@@ -11,6 +11,7 @@ use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::Mutex;
 
 use super::retry::{MAX_RETRY_AFTER, Verdict};
@@ -18,13 +19,36 @@ use super::retry::{MAX_RETRY_AFTER, Verdict};
 /// How much of an error answer's body is read for its message.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
-/// Where one repository is and how to talk to it.
-pub struct Transport {
+/// How to reach a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// HTTPS, certificates verified.
+    Https,
+    /// Plain HTTP.
+    Http,
+    /// registries.conf's `insecure`: HTTPS without certificate
+    /// verification, or plain HTTP if the registry does not speak TLS.
+    Insecure,
+}
+
+/// One way of reaching the repository (a scheme and what it takes).
+struct Scheme {
     http: reqwest::Client,
     /// `{scheme}://{registry}/v2/{repository}`.
     base: String,
     /// Only for the token dance.
     oci: oci_client::Client,
+}
+
+/// Where one repository is and how to talk to it.
+pub struct Transport {
+    /// Tried in order until one connects (more than one only for
+    /// [`Security::Insecure`]).
+    schemes: Vec<Scheme>,
+    /// The scheme in use.
+    active: AtomicUsize,
+    /// A registry answered: the scheme in use stays.
+    settled: AtomicBool,
     oci_ref: oci_client::Reference,
     auth: RegistryAuth,
     /// What to authorise requests with: `None` until first needed.
@@ -32,42 +56,33 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A client for `oci_ref`'s repository; `plain_http` says whether to use
-    /// `http://`. Nothing is sent yet.
+    /// A client for `oci_ref`'s repository, reached as `security` says;
+    /// `roots` are PEM CA certificates to trust besides the system's.
+    /// Nothing is sent yet.
+    ///
+    /// Proxies: reqwest (and oci-client's own client) honour
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (also in
+    /// lower case) from the environment.
     pub fn new(
         oci_ref: oci_client::Reference,
         auth: RegistryAuth,
-        plain_http: bool,
+        security: Security,
         timeout: Duration,
+        roots: Vec<Vec<u8>>,
     ) -> Result<Transport, Failure> {
-        let user_agent = concat!("occystrap/", env!("CARGO_PKG_VERSION"));
-        let registry = oci_ref.resolve_registry().to_string();
-        let protocol = if plain_http {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
+        let plans: &[(bool, bool)] = match security {
+            Security::Https => &[(false, false)],
+            Security::Http => &[(true, false)],
+            Security::Insecure => &[(false, true), (true, false)],
         };
-        let scheme = if plain_http { "http" } else { "https" };
-        let base = format!("{scheme}://{registry}/v2/{}", oci_ref.repository());
-        // reqwest drops the Authorization header when a redirect leaves
-        // the registry's host, so storage hosts never see credentials.
-        let http = reqwest::Client::builder()
-            .user_agent(user_agent)
-            .connect_timeout(timeout)
-            .read_timeout(timeout)
-            .build()
-            .map_err(|e| Failure::Connection(chain(&e)))?;
-        let oci = oci_client::Client::new(ClientConfig {
-            protocol,
-            user_agent,
-            connect_timeout: Some(timeout),
-            read_timeout: Some(timeout),
-            ..ClientConfig::default()
-        });
+        let schemes = plans
+            .iter()
+            .map(|&(plain, unverified)| Scheme::new(&oci_ref, plain, unverified, timeout, &roots))
+            .collect::<Result<_, _>>()?;
         Ok(Transport {
-            http,
-            base,
-            oci,
+            schemes,
+            active: AtomicUsize::new(0),
+            settled: AtomicBool::new(false),
             oci_ref,
             auth,
             credential: Mutex::new(None),
@@ -75,21 +90,56 @@ impl Transport {
     }
 
     /// GET `{base}/{path}`, authorised; the response is a success (2xx).
-    /// `range_from` > 0 asks for the bytes from there on.
+    /// `range_from` > 0 asks for the bytes from there on. An insecure
+    /// registry that cannot be reached over HTTPS is tried over HTTP
+    /// (until one of them answers, after which the scheme stays).
     pub async fn get(
         &self,
         path: &str,
         accept: Option<&str>,
         range_from: u64,
     ) -> Result<reqwest::Response, Failure> {
-        let url = format!("{}/{path}", self.base);
+        loop {
+            let index = self.active.load(Ordering::Relaxed);
+            let scheme = &self.schemes[index];
+            let result = self.get_with(scheme, path, accept, range_from).await;
+            match result {
+                Err(Failure::Connection(message))
+                    if index + 1 < self.schemes.len() && !self.settled.load(Ordering::Relaxed) =>
+                {
+                    tracing::debug!(
+                        "{}: {message}; trying {}",
+                        scheme.base,
+                        self.schemes[index + 1].base
+                    );
+                    *self.credential.lock().await = None;
+                    self.active.store(index + 1, Ordering::Relaxed);
+                }
+                Err(Failure::Connection(m)) => return Err(Failure::Connection(m)),
+                other => {
+                    self.settled.store(true, Ordering::Relaxed);
+                    return other;
+                }
+            }
+        }
+    }
+
+    async fn get_with(
+        &self,
+        scheme: &Scheme,
+        path: &str,
+        accept: Option<&str>,
+        range_from: u64,
+    ) -> Result<reqwest::Response, Failure> {
+        let url = format!("{}/{path}", scheme.base);
+        let http = &scheme.http;
         let mut renewed = false;
         loop {
-            let mut request = match self.credential(renewed).await? {
-                Credential::Anonymous => self.http.get(&url),
-                Credential::Bearer(token) => self.http.get(&url).bearer_auth(token),
+            let mut request = match self.credential(scheme, renewed).await? {
+                Credential::Anonymous => http.get(&url),
+                Credential::Bearer(token) => http.get(&url).bearer_auth(token),
                 Credential::Basic(user, password) => {
-                    self.http.get(&url).basic_auth(user, Some(password))
+                    http.get(&url).basic_auth(user, Some(password))
                 }
             };
             if let Some(accept) = accept {
@@ -113,12 +163,12 @@ impl Transport {
 
     /// What to authorise requests with, negotiated on first use or again
     /// when `renew` says the last one was refused.
-    async fn credential(&self, renew: bool) -> Result<Credential, Failure> {
+    async fn credential(&self, scheme: &Scheme, renew: bool) -> Result<Credential, Failure> {
         let mut known = self.credential.lock().await;
         if let (Some(credential), false) = (known.as_ref(), renew) {
             return Ok(credential.clone());
         }
-        let token = self
+        let token = scheme
             .oci
             .auth(
                 &self.oci_ref,
@@ -137,6 +187,78 @@ impl Transport {
         *known = Some(credential.clone());
         Ok(credential)
     }
+}
+
+impl Scheme {
+    fn new(
+        oci_ref: &oci_client::Reference,
+        plain_http: bool,
+        unverified: bool,
+        timeout: Duration,
+        roots: &[Vec<u8>],
+    ) -> Result<Scheme, Failure> {
+        let user_agent = concat!("occystrap/", env!("CARGO_PKG_VERSION"));
+        let registry = oci_ref.resolve_registry().to_string();
+        let protocol = if plain_http {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        let scheme = if plain_http { "http" } else { "https" };
+        let base = format!("{scheme}://{registry}/v2/{}", oci_ref.repository());
+        let mut extra_roots = Vec::new();
+        for pem in roots {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Failure::Request(chain(&e)))?;
+            extra_roots.extend(certs);
+        }
+        // reqwest drops the Authorization header when a redirect leaves
+        // the registry's host, so storage hosts never see credentials.
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .tls_certs_merge(extra_roots)
+            .tls_danger_accept_invalid_certs(unverified)
+            .build()
+            .map_err(|e| Failure::Connection(chain(&e)))?;
+        let oci = oci_client::Client::new(ClientConfig {
+            protocol,
+            user_agent,
+            connect_timeout: Some(timeout),
+            read_timeout: Some(timeout),
+            accept_invalid_certificates: unverified,
+            extra_root_certificates: roots
+                .iter()
+                .flat_map(|pem| pem_blocks(pem))
+                .map(|data| oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Pem,
+                    data,
+                })
+                .collect(),
+            ..ClientConfig::default()
+        });
+        Ok(Scheme { http, base, oci })
+    }
+}
+
+/// Each `CERTIFICATE` block of a PEM bundle on its own (oci-client reads
+/// only the first certificate of what it is given).
+fn pem_blocks(pem: &[u8]) -> Vec<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    let mut blocks = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
+        let end = start + len + END.len();
+        blocks.push(format!("{}\n", &rest[start..end]).into_bytes());
+        rest = &rest[end..];
+    }
+    blocks
 }
 
 #[derive(Clone)]
@@ -506,6 +628,15 @@ mod tests {
         assert!(status(403, &[], None).is_denied());
         assert!(status(400, &["DENIED"], None).is_denied());
         assert!(!status(500, &[], None).is_denied());
+    }
+
+    #[test]
+    fn pem_bundles_split_into_certificates() {
+        let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----";
+        let bundle = format!("# a comment\n{one}\n\n{one}\ntrailing");
+        let blocks = pem_blocks(bundle.as_bytes());
+        assert_eq!(blocks, vec![format!("{one}\n").into_bytes(); 2]);
+        assert!(pem_blocks(b"no certificate").is_empty());
     }
 
     #[test]

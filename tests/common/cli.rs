@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 const FAST: &[(&str, &str)] = &[("--retry-delay", "10"), ("--timeout", "5")];
 
 /// The binary with a clean environment: no credentials from the caller's
-/// environment, auth.json files or Docker config, and no blob cache (tests that tamper with
+/// environment, auth.json files or Docker config, no registries.conf or
+/// certs.d from the machine (`OCCYSTRAP_NO_SYSTEM_CONFIG`), and no blob cache (tests that tamper with
 /// a registry's blobs must see the registry's bytes; cache tests pass
 /// `--cache DIR`, which this leaves alone).
 pub fn command() -> Command {
@@ -25,7 +26,12 @@ pub fn command() -> Command {
         .env("DOCKER_CONFIG", "/nonexistent-occystrap-test")
         .env("HOME", "/nonexistent-occystrap-test")
         .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("REGISTRY_AUTH_FILE");
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("CONTAINERS_REGISTRIES_CONF")
+        .env("OCCYSTRAP_NO_SYSTEM_CONFIG", "1");
+    for proxy in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"] {
+        cmd.env_remove(proxy).env_remove(proxy.to_lowercase());
+    }
     cmd
 }
 

@@ -28,7 +28,25 @@ pub struct Registry {
 impl Registry {
     /// Starts an anonymous registry (anyone may pull and push).
     pub fn start() -> Registry {
-        Self::launch(None)
+        Self::launch(None, None, None)
+    }
+
+    /// Starts a pull-through cache (`proxy: remoteurl:`) in front of
+    /// `remote` (e.g. another registry's or a fake server's URL): it fetches
+    /// what it does not hold from there and keeps it.
+    pub fn start_proxy(remote: &str) -> Registry {
+        Self::launch(None, Some(remote.to_string()), None)
+    }
+
+    /// Like [`Registry::start_proxy`], serving HTTPS with the PEM
+    /// certificate and key given (the harness's own requests to it, which
+    /// are plain HTTP, will not work: read through `remote`).
+    pub fn start_tls_proxy(remote: &str, cert: &Path, key: &Path) -> Registry {
+        Self::launch(
+            None,
+            Some(remote.to_string()),
+            Some((cert.to_path_buf(), key.to_path_buf())),
+        )
     }
 
     /// Starts a registry that demands HTTP basic auth for every request.
@@ -37,7 +55,7 @@ impl Registry {
     /// credentials. Needs `htpasswd` (Debian package `apache2-utils`) to
     /// write the bcrypt password file.
     pub fn start_with_basic_auth(user: &str, password: &str) -> Registry {
-        Self::launch(Some((user.to_string(), password.to_string())))
+        Self::launch(Some((user.to_string(), password.to_string())), None, None)
     }
 
     /// The filesystem storage root, for tests that tamper with stored data.
@@ -98,7 +116,11 @@ impl Registry {
         self.http.send(req).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn launch(credentials: Option<(String, String)>) -> Registry {
+    fn launch(
+        credentials: Option<(String, String)>,
+        remote: Option<String>,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> Registry {
         let dir = tempfile::tempdir().expect("temp dir for the registry");
         if let Some((user, password)) = &credentials {
             write_htpasswd(dir.path(), user, password);
@@ -107,9 +129,15 @@ impl Registry {
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let addr = format!("127.0.0.1:{}", free_port());
-            write_config(dir.path(), &addr, credentials.is_some());
+            write_config(
+                dir.path(),
+                &addr,
+                credentials.is_some(),
+                remote.as_deref(),
+                tls.as_ref(),
+            );
             let mut child = spawn(dir.path());
-            match wait_ready(&http, &mut child, dir.path(), &addr) {
+            match wait_ready(&http, &mut child, dir.path(), &addr, tls.is_some()) {
                 Ok(()) => {
                     return Registry {
                         addr,
@@ -140,11 +168,25 @@ impl Drop for Registry {
 }
 
 /// Polls `GET /v2/` until the registry answers as a registry does.
-fn wait_ready(http: &Http, child: &mut Child, dir: &Path, addr: &str) -> Result<(), String> {
+/// With `tls`, until it accepts connections (the harness speaks no TLS).
+fn wait_ready(
+    http: &Http,
+    child: &mut Child,
+    dir: &Path,
+    addr: &str,
+    tls: bool,
+) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("exited with {status}; output:\n{}", log(dir)));
+        }
+        if tls {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
         }
         let mut req = Request::new("GET", format!("http://{addr}/v2/"));
         req.timeout = Duration::from_secs(2);
@@ -179,7 +221,13 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-fn write_config(dir: &Path, addr: &str, with_auth: bool) {
+fn write_config(
+    dir: &Path,
+    addr: &str,
+    with_auth: bool,
+    remote: Option<&str>,
+    tls: Option<&(PathBuf, PathBuf)>,
+) {
     let storage = dir.join("storage");
     let mut config = format!(
         "version: 0.1\n\
@@ -189,12 +237,22 @@ fn write_config(dir: &Path, addr: &str, with_auth: bool) {
          http:\n  addr: {addr}\n",
         storage.display()
     );
+    if let Some((cert, key)) = tls {
+        config.push_str(&format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ));
+    }
     if with_auth {
         let htpasswd = dir.join("htpasswd");
         config.push_str(&format!(
             "auth:\n  htpasswd:\n    realm: occystrap-test\n    path: {}\n",
             htpasswd.display()
         ));
+    }
+    if let Some(remote) = remote {
+        config.push_str(&format!("proxy:\n  remoteurl: {remote}\n"));
     }
     fs::write(dir.join("config.yml"), config).expect("write registry config");
 }
