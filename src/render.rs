@@ -344,8 +344,9 @@ impl ProgressSink for Sink {
                         })).collect::<Vec<_>>(),
                     })),
                     ProgressMode::Plain => console.line(&format!(
-                        "{reference}: {} layers, {} ({platform}, image ID {image_id})",
+                        "{reference}: {} layer{}, {} ({platform}, image ID {image_id})",
                         layers.len(),
+                        if layers.len() == 1 { "" } else { "s" },
                         HumanBytes(total)
                     )),
                     _ => {}
