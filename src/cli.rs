@@ -155,6 +155,18 @@ pub enum Command {
         /// Image reference
         reference: String,
     },
+    /// Find files in an image's layers (nothing is unpacked): layer, digest,
+    /// type, mode, size, path, and which later layer removes it
+    Search {
+        /// Image reference
+        reference: String,
+        /// A glob over the whole path (`usr/bin/*sh`, `**/passwd`), or with
+        /// --regex a regular expression found anywhere in it
+        pattern: String,
+        /// PATTERN is a regular expression
+        #[arg(long)]
+        regex: bool,
+    },
     /// fetch-to-tarfile [REGISTRY] IMAGE TAG TARFILE: the original form of `export`
     #[command(name = "fetch-to-tarfile")]
     FetchToTarfile {

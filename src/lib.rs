@@ -24,6 +24,7 @@ pub mod pull;
 
 pub mod reference;
 pub mod registry;
+pub mod search;
 pub mod tar;
 pub mod unpack;
 
@@ -142,6 +143,19 @@ pub async fn export_tarball(
     export::docker_tarball(&registry, &image, target, &tags, &opts.progress).await?;
     done(&image, target, opts);
     Ok(image)
+}
+
+/// Every entry of `reference`'s layers whose path matches `pattern`,
+/// with the later layer that removes it, if one does. Layers are streamed
+/// and verified as for a bundle; nothing is written.
+pub async fn search_image(
+    reference: &ImageRef,
+    pattern: search::Pattern,
+    opts: &PullOptions,
+) -> Result<(ResolvedImage, Vec<search::Hit>)> {
+    let (registry, image) = resolve(reference, opts).await?;
+    let hits = search::search(&registry, &image, pattern, &opts.progress).await?;
+    Ok((image, hits))
 }
 
 /// Pull `reference` into an OCI runtime bundle at `dir` (`config.json` and

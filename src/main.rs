@@ -169,6 +169,19 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
         }
         Command::Cache(command) => cache_command(command, &cli.global)?,
         Command::Completions { .. } | Command::Man => {}
+        Command::Search {
+            reference,
+            pattern,
+            regex,
+        } => {
+            let reference: ImageRef = reference.parse()?;
+            let pattern = match regex {
+                true => occystrap::search::Pattern::regex(&pattern)?,
+                false => occystrap::search::Pattern::glob(&pattern)?,
+            };
+            let (image, hits) = occystrap::search_image(&reference, pattern, &opts).await?;
+            out.found(&image, &hits)?;
+        }
         Command::Inspect { reference } => {
             let reference: ImageRef = reference.parse()?;
             let (_, image) = occystrap::resolve(&reference, &opts).await?;
@@ -238,6 +251,63 @@ impl Results {
             result_json(image, Some(output), self.console.warnings()),
             Format::Text,
         )
+    }
+
+    /// `search`: a line per match, or JSON.
+    fn found(
+        &self,
+        image: &occystrap::ResolvedImage,
+        hits: &[occystrap::search::Hit],
+    ) -> Result<(), Error> {
+        use occystrap::escape;
+        self.console.finish(true);
+        let text = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
+        if self.format == Some(Format::Json) {
+            let value = serde_json::json!({
+                "reference": image.reference.to_string(),
+                "manifestDigest": image.manifest.digest.to_string(),
+                "imageID": image.config_digest.to_string(),
+                "matches": hits.iter().map(|h| serde_json::json!({
+                    "layer": h.layer,
+                    "digest": h.digest,
+                    "path": text(h.path.as_os_str().as_encoded_bytes()),
+                    "type": text(&[h.kind.flag()]),
+                    "mode": format!("{:04o}", h.mode),
+                    "size": h.size,
+                    "link": h.link.as_deref().map(text),
+                    "removedBy": h.removed_by,
+                })).collect::<Vec<_>>(),
+                "warnings": self.console.warnings(),
+            });
+            return print_result(&serde_json::to_string_pretty(&value).unwrap_or_default());
+        }
+        let lines: Vec<String> = hits
+            .iter()
+            .map(|h| {
+                let link = h
+                    .link
+                    .as_deref()
+                    .map(|l| format!(" -> {}", escape::bytes(l)))
+                    .unwrap_or_default();
+                let removed = h
+                    .removed_by
+                    .map(|n| format!("  (removed by layer {n})"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {} {} {:04o} {:>10} {}{link}{removed}",
+                    h.layer,
+                    h.digest,
+                    escape::bytes(&[h.kind.flag()]),
+                    h.mode,
+                    h.size,
+                    escape::path(&h.path)
+                )
+            })
+            .collect();
+        if lines.is_empty() {
+            return Ok(());
+        }
+        print_result(&lines.join("\n"))
     }
 
     /// `inspect`: JSON unless asked otherwise.

@@ -1,0 +1,105 @@
+//! `search` streams the layers and reports matches with the layer that
+//! removes them; checked against the tree a bundle of the same image has.
+
+mod common;
+
+use common::cli::{fails_with, occystrap, ok, stderr};
+use common::image::{ImageSpec, LayerSpec};
+use common::registry::Registry;
+use serde_json::Value;
+
+fn image() -> ImageSpec {
+    ImageSpec::new()
+        .entrypoint(&["/usr/bin/dash"])
+        .layer(
+            LayerSpec::new()
+                .dir("usr", 0o755)
+                .dir("usr/bin", 0o755)
+                .file("usr/bin/bash", b"#bash", 0o755)
+                .file("usr/bin/zsh", b"#zsh", 0o755)
+                .symlink("usr/bin/sh", "bash")
+                .file("usr/lib/libsh.so", b"lib", 0o644)
+                .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644),
+        )
+        .layer(LayerSpec::new().whiteout("usr/bin/zsh"))
+        .layer(
+            LayerSpec::new()
+                .opaque("usr/bin")
+                .file("usr/bin/dash", b"#dash", 0o755),
+        )
+}
+
+#[test]
+fn search_finds_matches_and_the_layer_that_removes_them() {
+    let registry = Registry::start();
+    let pushed = registry.push_image("test/shells", "v1", &image());
+    let reference = registry.image_ref("test/shells", "v1");
+
+    let out = occystrap(&["--format", "json", "search", &reference, "/usr/bin/*sh"]);
+    ok(&out);
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let matches: Vec<(String, u64, Option<u64>)> = found["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["path"].as_str().unwrap().to_string(),
+                m["layer"].as_u64().unwrap(),
+                m["removedBy"].as_u64(),
+            )
+        })
+        .collect();
+    let want = [
+        ("usr/bin/bash", 0, Some(2)),
+        ("usr/bin/zsh", 0, Some(1)),
+        ("usr/bin/sh", 0, Some(2)),
+        ("usr/bin/dash", 2, None),
+    ];
+    let want: Vec<(String, u64, Option<u64>)> = want
+        .iter()
+        .map(|(p, l, r)| (p.to_string(), *l, *r))
+        .collect();
+    assert_eq!(matches, want);
+    assert_eq!(
+        found["matches"][0]["digest"],
+        pushed.layer_digests[0].as_str()
+    );
+    assert_eq!(found["matches"][2]["type"], "2");
+    assert_eq!(found["matches"][2]["link"], "bash");
+    assert_eq!(found["matches"][0]["size"], 5);
+    assert_eq!(found["matches"][0]["mode"], "0755");
+
+    // The bundle's tree agrees: what is not removed is there, the rest not.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b");
+    ok(&occystrap(&[
+        "bundle",
+        &reference,
+        bundle.to_str().unwrap(),
+    ]));
+    for (path, _, removed) in &matches {
+        let present = bundle.join("rootfs").join(path).symlink_metadata().is_ok();
+        assert_eq!(present, removed.is_none(), "{path}");
+    }
+
+    // Text: a line per match; `**` crosses directories; regexes.
+    let out = occystrap(&["search", &reference, "**/*.so"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("usr/lib/libsh.so"), "{text}");
+    let out = occystrap(&["search", "--regex", &reference, "^etc/pass"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("etc/passwd"));
+    let out = occystrap(&["search", &reference, "usr/bin/sh"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("-> bash  (removed by layer 2)"), "{text}");
+
+    // Bad patterns are usage errors, before anything is fetched.
+    fails_with(&occystrap(&["search", &reference, "a["]), 2, "not a glob");
+    let bad = occystrap(&["search", "--regex", &reference, "("]);
+    fails_with(&bad, 2, "not a regular expression");
+    assert!(!stderr(&bad).contains("layer 1/"), "{}", stderr(&bad));
+}
