@@ -167,6 +167,14 @@ pub enum Command {
         #[arg(long)]
         regex: bool,
     },
+    /// Compare two images' final trees (nothing is unpacked): paths added
+    /// (+), removed (-) and changed (~, with what changed)
+    Diff {
+        /// The image compared from
+        a: String,
+        /// The image compared to
+        b: String,
+    },
     /// fetch-to-tarfile [REGISTRY] IMAGE TAG TARFILE: the original form of `export`
     #[command(name = "fetch-to-tarfile")]
     FetchToTarfile {

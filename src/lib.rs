@@ -7,6 +7,7 @@
 
 pub mod bundle;
 pub mod cache;
+pub mod diff;
 pub mod digest;
 pub mod encoding;
 pub mod error;
@@ -156,6 +157,26 @@ pub async fn search_image(
     let (registry, image) = resolve(reference, opts).await?;
     let hits = search::search(&registry, &image, pattern, &opts.progress).await?;
     Ok((image, hits))
+}
+
+/// What differs between the final trees of images `a` and `b`: paths
+/// added, removed and changed (type, content, mode, owner, link, xattrs).
+/// Layers are streamed and verified as for a bundle; nothing is written.
+pub async fn diff_images(
+    a: &ImageRef,
+    b: &ImageRef,
+    opts: &PullOptions,
+) -> Result<(
+    ResolvedImage,
+    ResolvedImage,
+    Vec<(std::path::PathBuf, diff::Change)>,
+)> {
+    let (registry_a, image_a) = resolve(a, opts).await?;
+    let tree_a = diff::tree(&registry_a, &image_a, &opts.progress).await?;
+    let (registry_b, image_b) = resolve(b, opts).await?;
+    let tree_b = diff::tree(&registry_b, &image_b, &opts.progress).await?;
+    let changes = diff::compare(&tree_a, &tree_b);
+    Ok((image_a, image_b, changes))
 }
 
 /// Pull `reference` into an OCI runtime bundle at `dir` (`config.json` and

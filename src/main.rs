@@ -182,6 +182,11 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
             let (image, hits) = occystrap::search_image(&reference, pattern, &opts).await?;
             out.found(&image, &hits)?;
         }
+        Command::Diff { a, b } => {
+            let (a, b): (ImageRef, ImageRef) = (a.parse()?, b.parse()?);
+            let (_, _, changes) = occystrap::diff_images(&a, &b, &opts).await?;
+            out.differences(&a, &b, &changes)?;
+        }
         Command::Inspect { reference } => {
             let reference: ImageRef = reference.parse()?;
             let (_, image) = occystrap::resolve(&reference, &opts).await?;
@@ -302,6 +307,74 @@ impl Results {
                     h.size,
                     escape::path(&h.path)
                 )
+            })
+            .collect();
+        if lines.is_empty() {
+            return Ok(());
+        }
+        print_result(&lines.join("\n"))
+    }
+
+    /// `diff`: a line per path, or JSON.
+    fn differences(
+        &self,
+        a: &ImageRef,
+        b: &ImageRef,
+        changes: &[(std::path::PathBuf, occystrap::diff::Change)],
+    ) -> Result<(), Error> {
+        use occystrap::diff::{Change, Node};
+        use occystrap::escape;
+        self.console.finish(true);
+        let describe = |old: &Node, new: &Node, what: &[&str]| -> String {
+            what.iter()
+                .map(|w| match *w {
+                    "mode" => format!("mode {:04o} → {:04o}", old.mode, new.mode),
+                    "owner" => format!("owner {}:{} → {}:{}", old.uid, old.gid, new.uid, new.gid),
+                    "type" => format!(
+                        "type {} → {}",
+                        escape::bytes(&[old.kind.flag()]),
+                        escape::bytes(&[new.kind.flag()])
+                    ),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.format == Some(Format::Json) {
+            let rows: Vec<serde_json::Value> = changes
+                .iter()
+                .map(|(path, change)| {
+                    let path = String::from_utf8_lossy(path.as_os_str().as_encoded_bytes());
+                    match change {
+                        Change::Added(_) => serde_json::json!({"path": path, "change": "added"}),
+                        Change::Removed(_) => {
+                            serde_json::json!({"path": path, "change": "removed"})
+                        }
+                        Change::Changed(_, _, what) => {
+                            serde_json::json!({"path": path, "change": "changed", "what": what})
+                        }
+                    }
+                })
+                .collect();
+            let value = serde_json::json!({
+                "a": a.to_string(),
+                "b": b.to_string(),
+                "changes": rows,
+                "warnings": self.console.warnings(),
+            });
+            return print_result(&serde_json::to_string_pretty(&value).unwrap_or_default());
+        }
+        let lines: Vec<String> = changes
+            .iter()
+            .map(|(path, change)| {
+                let path = escape::path(path);
+                match change {
+                    Change::Added(_) => format!("+ {path}"),
+                    Change::Removed(_) => format!("- {path}"),
+                    Change::Changed(old, new, what) => {
+                        format!("~ {path} ({})", describe(old, new, what))
+                    }
+                }
             })
             .collect();
         if lines.is_empty() {

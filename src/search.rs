@@ -77,10 +77,10 @@ pub struct Hit {
 
 /// A whiteout seen in a layer: a path and what lies below it, or (opaque)
 /// only what lies below it.
-struct Whiteout {
-    layer: usize,
-    path: PathBuf,
-    opaque: bool,
+pub(crate) struct Whiteout {
+    pub(crate) layer: usize,
+    pub(crate) path: PathBuf,
+    pub(crate) opaque: bool,
 }
 
 impl Whiteout {
@@ -155,7 +155,8 @@ pub async fn search(
     Ok(hits)
 }
 
-fn whiteout_of(path: &std::path::Path, layer: usize) -> Option<Whiteout> {
+/// The whiteout a cleaned entry path of layer `layer` is, if it is one.
+pub(crate) fn whiteout_of(path: &std::path::Path, layer: usize) -> Option<Whiteout> {
     use std::os::unix::ffi::OsStrExt;
     let name = path.file_name()?.as_bytes();
     let parent = path

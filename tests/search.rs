@@ -103,3 +103,98 @@ fn search_finds_matches_and_the_layer_that_removes_them() {
     fails_with(&bad, 2, "not a regular expression");
     assert!(!stderr(&bad).contains("layer 1/"), "{}", stderr(&bad));
 }
+
+/// Two images sharing a base: every kind of change between their final
+/// trees, which bundles of both confirm.
+#[test]
+fn diff_lists_what_differs_between_final_trees() {
+    let registry = Registry::start();
+    let base = LayerSpec::new()
+        .dir("etc", 0o755)
+        .file("etc/hosts", b"127.0.0.1 localhost\n", 0o644)
+        .file("etc/motd", b"hello\n", 0o644)
+        .file("etc/gone", b"bye\n", 0o644)
+        .file("bin/tool", b"#tool", 0o755)
+        .file("bin/link-me", b"#target", 0o755)
+        .dir("opt/data", 0o755)
+        .file("opt/data/a", b"a", 0o644);
+    let a = ImageSpec::new()
+        .entrypoint(&["/bin/tool"])
+        .layer(base.clone());
+    let b = ImageSpec::new()
+        .entrypoint(&["/bin/tool"])
+        .layer(base)
+        .layer(
+            LayerSpec::new()
+                .whiteout("etc/gone")
+                .file("etc/motd", b"changed\n", 0o644)
+                .file("bin/tool", b"#tool", 0o700)
+                .symlink("etc/hosts", "/run/hosts")
+                .opaque("opt/data")
+                .file("opt/data/b", b"b", 0o644)
+                .file("new", b"new", 0o644),
+        );
+    registry.push_image("test/diff", "a", &a);
+    registry.push_image("test/diff", "b", &b);
+    let (ra, rb) = (
+        registry.image_ref("test/diff", "a"),
+        registry.image_ref("test/diff", "b"),
+    );
+    let out = occystrap(&["diff", &ra, &rb]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "~ bin/tool (mode 0755 → 0700)",
+            "- etc/gone",
+            "~ etc/hosts (type 0 → 2, content, mode 0644 → 0777, link)",
+            "~ etc/motd (content)",
+            "+ new",
+            "- opt/data/a",
+            "+ opt/data/b",
+        ],
+        "{text}"
+    );
+    let out = occystrap(&["--format", "json", "diff", &ra, &rb]);
+    ok(&out);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["changes"][1]["change"], "removed");
+    assert_eq!(json["changes"][3]["what"], serde_json::json!(["content"]));
+    // The same image: no difference at all.
+    let same = occystrap(&["diff", &ra, &ra]);
+    ok(&same);
+    assert!(same.stdout.is_empty());
+
+    // Bundles of both agree on what was added and removed.
+    let dir = tempfile::tempdir().unwrap();
+    for (r, name) in [(&ra, "a"), (&rb, "b")] {
+        ok(&occystrap(&[
+            "bundle",
+            r,
+            dir.path().join(name).to_str().unwrap(),
+        ]));
+    }
+    for line in &lines {
+        let (sign, path) = line.split_at(2);
+        let path = path.split(" (").next().unwrap();
+        let in_a = dir
+            .path()
+            .join("a/rootfs")
+            .join(path)
+            .symlink_metadata()
+            .is_ok();
+        let in_b = dir
+            .path()
+            .join("b/rootfs")
+            .join(path)
+            .symlink_metadata()
+            .is_ok();
+        match sign {
+            "+ " => assert!(!in_a && in_b, "{line}"),
+            "- " => assert!(in_a && !in_b, "{line}"),
+            _ => assert!(in_a && in_b, "{line}"),
+        }
+    }
+}
