@@ -11,10 +11,8 @@ use crate::image::ResolvedImage;
 use crate::progress::Progress;
 use crate::registry::Registry;
 use crate::tar::{self, Kind};
+use crate::unpack::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::{Error, Result, pull};
-
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
 /// What to look for: a shell glob over the whole path (`*` stays within a
 /// component, `**` crosses them), or a regular expression found anywhere

@@ -78,8 +78,8 @@ use crate::escape;
 use crate::fsroot::{self, DirFd, RootDir, clean_path, fset_xattr};
 use crate::tar::{self, Chunk, Header, Kind, TarError};
 
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
+pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 const COPY_BUFFER: usize = 128 * 1024;
 
