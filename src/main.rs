@@ -486,8 +486,6 @@ fn result_json(
     value
 }
 
-/// The cache from `--cache`, else the default one; none with `--no-cache`
-/// or when there is no home directory to put it in.
 /// `--registries-conf` alone, else the containers tools' files unless
 /// `--no-system-config`.
 fn registries_conf(global: &Global) -> Result<occystrap::registry::RegistriesConf, Error> {
@@ -502,6 +500,8 @@ fn registries_conf(global: &Global) -> Result<occystrap::registry::RegistriesCon
     }
 }
 
+/// The cache from `--cache`, else the default one; none with `--no-cache`
+/// or when there is no home directory to put it in.
 fn blob_cache(global: &Global) -> Result<Option<BlobCache>, Error> {
     if global.no_cache {
         return Ok(None);
