@@ -154,6 +154,15 @@ pub enum Command {
     Inspect {
         /// Image reference
         reference: String,
+        /// Add a summary of the image config (user, entrypoint, env, labels...)
+        #[arg(long)]
+        config: bool,
+        /// Add the config's history, each entry matched to its layer
+        #[arg(long)]
+        history: bool,
+        /// Add each layer's index and the total size
+        #[arg(long)]
+        layers: bool,
     },
     /// Find files in an image's layers (nothing is unpacked): layer, digest,
     /// type, mode, size, path, and which later layer removes it

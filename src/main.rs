@@ -187,10 +187,15 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
             let (_, _, changes) = occystrap::diff_images(&a, &b, &opts).await?;
             out.differences(&a, &b, &changes)?;
         }
-        Command::Inspect { reference } => {
+        Command::Inspect {
+            reference,
+            config,
+            history,
+            layers,
+        } => {
             let reference: ImageRef = reference.parse()?;
             let (_, image) = occystrap::resolve(&reference, &opts).await?;
-            out.inspected(&image)?;
+            out.inspected(&image, config, history, layers)?;
         }
     }
     Ok(())
@@ -383,12 +388,39 @@ impl Results {
         print_result(&lines.join("\n"))
     }
 
-    /// `inspect`: JSON unless asked otherwise.
-    fn inspected(&self, image: &occystrap::ResolvedImage) -> Result<(), Error> {
-        self.print(
-            result_json(image, None, self.console.warnings()),
-            Format::Json,
-        )
+    /// `inspect`: JSON unless asked otherwise, with the sections asked for.
+    fn inspected(
+        &self,
+        image: &occystrap::ResolvedImage,
+        config: bool,
+        history: bool,
+        layers: bool,
+    ) -> Result<(), Error> {
+        let mut value = result_json(image, None, self.console.warnings());
+        if config {
+            value["config"] = config_summary(image);
+        }
+        if history {
+            let (entries, mismatch) = history_by_layer(image);
+            value["history"] = entries;
+            if let Some(warning) = mismatch
+                && let Some(list) = value["warnings"].as_array_mut()
+            {
+                list.push(warning.into());
+            }
+        }
+        if layers {
+            for (i, layer) in value["layers"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                layer["index"] = i.into();
+            }
+            value["totalSize"] = image.layers.iter().map(|l| l.size).sum::<u64>().into();
+        }
+        self.print(value, Format::Json)
     }
 
     /// `recreate-image`: built from a directory, so no manifest.
@@ -484,6 +516,56 @@ fn result_json(
         "warnings": warnings,
     });
     value
+}
+
+/// What the image config says a container runs as and with.
+fn config_summary(image: &occystrap::ResolvedImage) -> serde_json::Value {
+    let c = image.config.config().as_ref();
+    serde_json::json!({
+        "user": c.and_then(|c| c.user().clone()),
+        "workingDir": c.and_then(|c| c.working_dir().clone()),
+        "entrypoint": c.and_then(|c| c.entrypoint().clone()),
+        "cmd": c.and_then(|c| c.cmd().clone()),
+        "env": c.and_then(|c| c.env().clone()),
+        "labels": c.and_then(|c| c.labels().clone()),
+        "exposedPorts": c.and_then(|c| c.exposed_ports().clone()),
+        "volumes": c.and_then(|c| c.volumes().clone()),
+        "stopSignal": c.and_then(|c| c.stop_signal().clone()),
+        "created": image.config.created().clone(),
+        "author": image.config.author().clone(),
+    })
+}
+
+/// The config's history, each entry that made a layer matched to it in
+/// order (`layer`: its index), and a warning when they do not pair up.
+fn history_by_layer(image: &occystrap::ResolvedImage) -> (serde_json::Value, Option<String>) {
+    let history = image.config.history().clone().unwrap_or_default();
+    let mut next = 0usize;
+    let entries: Vec<serde_json::Value> = history
+        .iter()
+        .map(|h| {
+            let empty = h.empty_layer().unwrap_or(false);
+            let layer = (!empty).then(|| {
+                next += 1;
+                next - 1
+            });
+            serde_json::json!({
+                "created": h.created().clone(),
+                "createdBy": h.created_by().clone(),
+                "comment": h.comment().clone(),
+                "emptyLayer": empty,
+                "layer": layer.filter(|i| *i < image.layers.len()),
+                "size": layer.and_then(|i| image.layers.get(i)).map(|l| l.size),
+            })
+        })
+        .collect();
+    let mismatch = (!history.is_empty() && next != image.layers.len()).then(|| {
+        format!(
+            "the history has {next} entries that made a layer, for {} layers",
+            image.layers.len()
+        )
+    });
+    (serde_json::Value::Array(entries), mismatch)
 }
 
 /// `--registries-conf` alone, else the containers tools' files unless

@@ -198,3 +198,79 @@ fn diff_lists_what_differs_between_final_trees() {
         }
     }
 }
+
+/// `inspect --config --history --layers`: the config summary, history
+/// entries matched to layers (empty ones to none), sizes, and a warning
+/// when the history does not pair up with the layers.
+#[test]
+fn inspect_shows_config_history_matched_to_layers_and_sizes() {
+    let registry = Registry::start();
+    let two = ImageSpec::new()
+        .entrypoint(&["/bin/app"])
+        .user("app")
+        .label("org.example.team", "forensics")
+        .layer(LayerSpec::new().file("a", b"1", 0o644))
+        .layer(LayerSpec::new().file("b", b"22", 0o644))
+        .edit_config(|c| {
+            let history = c["history"].as_array_mut().unwrap();
+            history.insert(
+                1,
+                serde_json::json!({"created_by": "ENV X=1", "empty_layer": true}),
+            );
+        });
+    let pushed = registry.push_image("test/inspect", "v1", &two);
+    let reference = registry.image_ref("test/inspect", "v1");
+    let out = occystrap(&["inspect", "--config", "--history", "--layers", &reference]);
+    ok(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["config"]["user"], "app");
+    assert_eq!(v["config"]["entrypoint"], serde_json::json!(["/bin/app"]));
+    assert_eq!(v["config"]["labels"]["org.example.team"], "forensics");
+    let layers: Vec<Value> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["layer"].clone())
+        .collect();
+    assert_eq!(
+        layers,
+        [serde_json::json!(0), Value::Null, serde_json::json!(1)]
+    );
+    assert_eq!(v["history"][1]["createdBy"], "ENV X=1");
+    assert_eq!(v["layers"][1]["index"], 1);
+    let manifest: Value = serde_json::from_slice(&pushed.manifest_bytes).unwrap();
+    let total: u64 = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v["totalSize"], total);
+    assert_eq!(v["warnings"], serde_json::json!([]));
+
+    // One history entry too many for the layers: said, not fatal.
+    let odd = ImageSpec::new()
+        .layer(LayerSpec::new().file("a", b"1", 0o644))
+        .edit_config(|c| {
+            c["history"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"created_by": "RUN ghost"}));
+        });
+    registry.push_image("test/inspect", "odd", &odd);
+    let out = occystrap(&[
+        "inspect",
+        "--history",
+        &registry.image_ref("test/inspect", "odd"),
+    ]);
+    ok(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("2 entries that made a layer, for 1 layers"),
+        "{v:#}"
+    );
+    assert_eq!(v["history"][1]["layer"], Value::Null);
+}
