@@ -101,14 +101,10 @@ fn apply(
         xattrs.sort();
         let node = Node {
             kind: h.kind,
-            mode: (h.mode & 0o7777) as u32,
+            mode: h.permissions(),
             uid: h.uid,
             gid: h.gid,
-            size: if h.kind.is_header_only() {
-                0
-            } else {
-                u64::try_from(h.size).unwrap_or(0)
-            },
+            size: h.content_size(),
             link: h.link_name.clone(),
             xattrs,
             content,

@@ -133,12 +133,8 @@ pub async fn search(
                     digest: digest.clone(),
                     path,
                     kind: h.kind,
-                    size: if h.kind.is_header_only() {
-                        0
-                    } else {
-                        u64::try_from(h.size).unwrap_or(0)
-                    },
-                    mode: (h.mode & 0o7777) as u32,
+                    size: h.content_size(),
+                    mode: h.permissions(),
                     link: matches!(h.kind, Kind::Link | Kind::Symlink).then(|| h.link_name.clone()),
                     removed_by: None,
                 });

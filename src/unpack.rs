@@ -628,7 +628,7 @@ impl<'a> Applier<'a> {
             }
         }
         // A trailing hole: the size without the blocks.
-        let size = u64::try_from(h.size).unwrap_or(0);
+        let size = h.content_size();
         if cursor < size {
             file.set_len(size)
                 .map_err(io_err(path, "extending a sparse file"))?;
@@ -865,8 +865,7 @@ fn read_meta(h: &Header, path: &Path) -> Result<Meta> {
     let time = |t: tar::Time| TimeSpec::new(t.secs, i64::from(t.nanos));
     let mtime = time(h.mtime);
     Ok(Meta {
-        // The permission bits only: some writers add the type bits.
-        mode: (h.mode & 0o7777) as u32,
+        mode: h.permissions(),
         uid: id(h.uid, "uid")?,
         gid: id(h.gid, "gid")?,
         atime: h.atime.map_or(mtime, time),

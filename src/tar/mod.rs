@@ -208,6 +208,21 @@ const SCHILY_XATTR: &[u8] = b"SCHILY.xattr.";
 const LIBARCHIVE_XATTR: &[u8] = b"LIBARCHIVE.xattr.";
 
 impl Header {
+    /// Bytes of content: the logical size, none for header-only kinds.
+    pub fn content_size(&self) -> u64 {
+        if self.kind.is_header_only() {
+            0
+        } else {
+            u64::try_from(self.size).unwrap_or(0)
+        }
+    }
+
+    /// The permission bits (setuid, setgid and sticky included), without
+    /// the type bits some writers add.
+    pub fn permissions(&self) -> u32 {
+        (self.mode & 0o7777) as u32
+    }
+
     /// Extended attributes: every `SCHILY.xattr.NAME` record (empty values
     /// included, as Docker and containerd set them), then libarchive's
     /// `LIBARCHIVE.xattr.NAME` (URL-encoded name, base64 value) for names
