@@ -133,14 +133,18 @@ pub struct Global {
 pub enum Command {
     /// Write an image as a tarball that `docker load` accepts
     Export {
-        /// Image reference, e.g. busybox, busybox:1.36, localhost:5000/app@sha256:...
+        /// Image: busybox:1.36, docker://host/app@sha256:..., docker-archive:FILE.tar,
+        /// oci:DIR[:NAME], oci-archive:FILE.tar[:NAME]
+        #[arg(value_name = "IMAGE")]
         reference: String,
         /// Output tarball (replaced atomically if it exists)
         output: PathBuf,
     },
     /// Build an OCI runtime bundle (config.json + rootfs/) that `runc run` starts
     Bundle {
-        /// Image reference, e.g. busybox, localhost:5000/app:1.0
+        /// Image: busybox:1.36, docker://host/app@sha256:..., docker-archive:FILE.tar,
+        /// oci:DIR[:NAME], oci-archive:FILE.tar[:NAME]
+        #[arg(value_name = "IMAGE")]
         reference: String,
         /// Bundle directory to create
         dir: PathBuf,
@@ -150,9 +154,10 @@ pub enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
-    /// Show what a reference resolves to (digests, platform, layers) as JSON
+    /// Show what an image name resolves to (digests, platform, layers) as JSON
     Inspect {
-        /// Image reference
+        /// Image (a reference, or docker-archive:, oci:, oci-archive:)
+        #[arg(value_name = "IMAGE")]
         reference: String,
         /// Add a summary of the image config (user, entrypoint, env, labels...)
         #[arg(long)]
@@ -167,7 +172,8 @@ pub enum Command {
     /// Find files in an image's layers (nothing is unpacked): layer, digest,
     /// type, mode, size, path, and which later layer removes it
     Search {
-        /// Image reference
+        /// Image (a reference, or docker-archive:, oci:, oci-archive:)
+        #[arg(value_name = "IMAGE")]
         reference: String,
         /// A glob over the whole path (`usr/bin/*sh`, `**/passwd`), or with
         /// --regex a regular expression found anywhere in it
@@ -203,7 +209,9 @@ pub enum Command {
     /// Write an image as a directory: the docker-save layout (tar it for
     /// `docker load`), shared between images with --use-unique-names
     Extract {
-        /// Image reference, e.g. busybox:1.36, localhost:5000/app@sha256:...
+        /// Image: busybox:1.36, docker://host/app@sha256:..., docker-archive:FILE.tar,
+        /// oci:DIR[:NAME], oci-archive:FILE.tar[:NAME]
+        #[arg(value_name = "IMAGE")]
         reference: String,
         /// Directory to write (shared and updated in place with --use-unique-names)
         dir: PathBuf,

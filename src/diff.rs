@@ -14,8 +14,8 @@ use sha2::{Digest as _, Sha256};
 use crate::fsroot::clean_path;
 use crate::image::ResolvedImage;
 use crate::progress::Progress;
-use crate::registry::Registry;
 use crate::search::{Whiteout, whiteout_of};
+use crate::source::Source;
 use crate::tar::{self, Kind};
 use crate::{Result, pull};
 
@@ -47,11 +47,11 @@ pub enum Change {
 }
 
 /// The final tree of `image`.
-pub async fn tree(registry: &Registry, image: &ResolvedImage, progress: &Progress) -> Result<Tree> {
-    let limits = registry.layer_limits();
+pub async fn tree(source: &Source, image: &ResolvedImage, progress: &Progress) -> Result<Tree> {
+    let limits = source.layer_limits();
     let index = std::sync::atomic::AtomicUsize::new(0);
     pull::each_layer(
-        registry,
+        source,
         image,
         progress,
         Tree::new(),

@@ -62,7 +62,7 @@ impl Digest {
     /// A hasher for this digest's algorithm.
     pub fn hasher(&self) -> Hasher {
         match self.algorithm {
-            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha256 => Hasher::sha256(),
             Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
         }
     }
@@ -100,19 +100,35 @@ impl Hasher {
         }
     }
 
+    /// A sha256 hasher.
+    pub fn sha256() -> Hasher {
+        Hasher::Sha256(Sha256::new())
+    }
+
+    /// Finish: the digest of what was fed.
+    pub fn finish(self) -> Digest {
+        match self {
+            Hasher::Sha256(h) => Digest {
+                algorithm: Algorithm::Sha256,
+                hex: hex::encode(h.finalize()),
+            },
+            Hasher::Sha512(h) => Digest {
+                algorithm: Algorithm::Sha512,
+                hex: hex::encode(h.finalize()),
+            },
+        }
+    }
+
     /// Finish and compare with `expected`.
     pub fn check(self, what: &'static str, expected: &Digest) -> Result<(), IntegrityError> {
-        let (alg, hex) = match self {
-            Hasher::Sha256(h) => ("sha256", hex::encode(h.finalize())),
-            Hasher::Sha512(h) => ("sha512", hex::encode(h.finalize())),
-        };
-        if hex == expected.hex {
+        let actual = self.finish();
+        if actual == *expected {
             Ok(())
         } else {
             Err(IntegrityError::DigestMismatch {
                 what,
                 expected: expected.to_string(),
-                actual: format!("{alg}:{hex}"),
+                actual: actual.to_string(),
             })
         }
     }

@@ -243,7 +243,21 @@ impl RootDir {
     /// `Ok(None)` when it does not exist; an error when it is not a
     /// regular file or is larger than `max_len` bytes.
     pub fn read_file(&self, path: &str, max_len: u64) -> io::Result<Option<Vec<u8>>> {
-        let path = Path::new(path);
+        let Some((file, _)) = self.open_file(Path::new(path), max_len)? else {
+            return Ok(None);
+        };
+        let mut data = Vec::new();
+        file.take(max_len + 1).read_to_end(&mut data)?;
+        if data.len() as u64 > max_len {
+            return Err(too_large(max_len));
+        }
+        Ok(Some(data))
+    }
+
+    /// Open a regular file for reading, following symlinks only inside
+    /// the root, with its size. `Ok(None)` when it does not exist; an
+    /// error when it is not a regular file or is larger than `max_len`.
+    pub fn open_file(&self, path: &Path, max_len: u64) -> io::Result<Option<(File, u64)>> {
         // O_PATH first: opening a device or FIFO for reading has effects.
         let probe = match open_in_root(&self.root, path, OFlag::O_PATH) {
             Ok(fd) => fd,
@@ -261,12 +275,7 @@ impl RootDir {
         if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
             return Err(io::Error::other("file changed while being opened"));
         }
-        let mut data = Vec::new();
-        File::from(fd).take(max_len + 1).read_to_end(&mut data)?;
-        if data.len() as u64 > max_len {
-            return Err(too_large(max_len));
-        }
-        Ok(Some(data))
+        Ok(Some((File::from(fd), again.st_size as u64)))
     }
 
     /// Open the directory at clean relative `path`, every component

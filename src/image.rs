@@ -8,7 +8,8 @@ use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use crate::digest::Digest;
 use crate::platform::{self, Platform};
 use crate::reference::ImageRef;
-use crate::registry::{self, RawManifest, Registry};
+use crate::registry::{self, RawManifest};
+use crate::source::Source;
 use crate::{Error, Result};
 
 /// One layer to fetch: the blob and what it must decompress to.
@@ -27,8 +28,12 @@ pub struct LayerRef {
 /// An image resolved to one platform, with everything verified but the layers.
 #[derive(Debug, Clone)]
 pub struct ResolvedImage {
-    /// The reference it was resolved from.
-    pub reference: ImageRef,
+    /// The name it was asked for by (a reference, or a transport name
+    /// such as `oci:PATH:NAME`), for messages and reports.
+    pub name: String,
+    /// The registry-style name it goes by, for tags: the reference pulled,
+    /// or the name an archive or layout records for it.
+    pub reference: Option<ImageRef>,
     /// The index or manifest list the reference pointed at, if any.
     pub index: Option<RawManifest>,
     /// The image manifest.
@@ -44,6 +49,16 @@ pub struct ResolvedImage {
 }
 
 impl ResolvedImage {
+    /// Docker's familiar `name:tag` to tag it with in `docker load`-able
+    /// outputs (none for an untagged or unnamed image).
+    pub fn tags(&self) -> Vec<String> {
+        self.reference
+            .as_ref()
+            .and_then(ImageRef::familiar_tagged)
+            .into_iter()
+            .collect()
+    }
+
     /// The image's platform as its config states it.
     pub fn platform(&self) -> Platform {
         Platform::new(
@@ -54,16 +69,16 @@ impl ResolvedImage {
     }
 }
 
-/// Resolve the registry's image for `wanted`.
-pub async fn resolve(registry: &Registry, wanted: &Platform) -> Result<ResolvedImage> {
-    let reference = registry.image().clone();
-    let top = registry.manifest(reference.reference_string()).await?;
+/// Resolve the source's image for `wanted`.
+pub async fn resolve(source: &Source, wanted: &Platform) -> Result<ResolvedImage> {
+    let name = source.name();
+    let top = source.top().await?;
     let (index, manifest) = if is_index(&top.media_type) {
-        let child = select_child(&reference, &top, wanted)?;
-        let manifest = registry.manifest(&child.to_string()).await?;
+        let child = select_child(&name, &top, wanted)?;
+        let manifest = source.manifest(&child).await?;
         if is_index(&manifest.media_type) {
             return Err(Error::UnsupportedManifest {
-                reference: format!("{}@{child}", reference.familiar_repository()),
+                reference: format!("{name}@{child}"),
                 media_type: manifest.media_type,
                 reason: "an index nested in an index is not supported".into(),
             });
@@ -73,7 +88,7 @@ pub async fn resolve(registry: &Registry, wanted: &Platform) -> Result<ResolvedI
         (None, top)
     };
     let (config_digest, config_size) = config_of(&manifest.bytes, &manifest.digest)?;
-    let config_bytes = registry
+    let config_bytes = source
         .blob_bytes(
             "config",
             &config_digest,
@@ -88,7 +103,8 @@ pub async fn resolve(registry: &Registry, wanted: &Platform) -> Result<ResolvedI
         &config_digest,
     )?;
     Ok(ResolvedImage {
-        reference,
+        name,
+        reference: source.reference(),
         index,
         manifest,
         config_bytes,
@@ -124,7 +140,7 @@ fn is_index(media_type: &str) -> bool {
 }
 
 /// Pick the index entry for `wanted`; the error lists what the image has.
-fn select_child(reference: &ImageRef, index: &RawManifest, wanted: &Platform) -> Result<Digest> {
+fn select_child(name: &str, index: &RawManifest, wanted: &Platform) -> Result<Digest> {
     let parsed: ImageIndex = parse_json("index", &index.digest, &index.bytes)?;
     let platforms: Vec<Option<Platform>> = parsed
         .manifests()
@@ -150,7 +166,7 @@ fn select_child(reference: &ImageRef, index: &RawManifest, wanted: &Platform) ->
                 .collect();
             available.dedup();
             Err(Error::NoMatchingPlatform {
-                reference: reference.to_string(),
+                reference: name.to_string(),
                 wanted: wanted.to_string(),
                 available: if available.is_empty() {
                     "(no platforms)".into()

@@ -1,8 +1,10 @@
-//! occystrap: turn container images in any registry into OCI runtime
-//! bundles, `docker load`-able tarballs and inspectable directories.
+//! occystrap: turn container images from registries, `docker save`
+//! archives and OCI layouts into OCI runtime bundles, `docker load`-able
+//! tarballs and inspectable directories.
 //!
 //! The modules follow the data's path:
-//! [`reference`](mod@reference) → [`registry`] → [`image`] → [`layer`] →
+//! [`source`] ([`reference`](mod@reference), [`registry`], archives and
+//! layouts) → [`image`] → [`pull`] ([`layer`]: verify, decompress) →
 //! ([`unpack`] into a [`fsroot::RootDir`] → [`bundle`]) | [`export`].
 
 pub mod bundle;
@@ -26,6 +28,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod search;
+pub mod source;
 pub mod tar;
 pub mod unpack;
 
@@ -37,6 +40,7 @@ pub use image::ResolvedImage;
 pub use platform::Platform;
 pub use reference::ImageRef;
 pub use registry::{Registry, RegistryOptions};
+pub use source::{ImageName, Source};
 
 static CANCELLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -78,17 +82,14 @@ impl Default for PullOptions {
     }
 }
 
-/// Resolve `reference` to one image (manifest and config fetched and
+/// Resolve `name` to one image (manifest and config fetched and
 /// verified; layers not yet fetched).
-pub async fn resolve(
-    reference: &ImageRef,
-    opts: &PullOptions,
-) -> Result<(Registry, ResolvedImage)> {
-    let registry = Registry::connect(reference, &opts.registry)?;
-    let image = image::resolve(&registry, &opts.platform).await?;
+pub async fn resolve(name: &ImageName, opts: &PullOptions) -> Result<(Source, ResolvedImage)> {
+    let source = Source::open(name, &opts.registry)?;
+    let image = image::resolve(&source, &opts.platform).await?;
     check_platform(&image, opts)?;
     opts.progress.emit(|| progress::Event::Resolved {
-        reference: image.reference.to_string(),
+        reference: image.name.clone(),
         manifest_digest: image.manifest.digest.clone(),
         image_id: image.config_digest.clone(),
         platform: image.platform().to_string(),
@@ -102,7 +103,7 @@ pub async fn resolve(
             })
             .collect(),
     });
-    Ok((registry, image))
+    Ok((source, image))
 }
 
 /// An index was resolved by platform already; a single image is whatever
@@ -118,44 +119,44 @@ fn check_platform(image: &ResolvedImage, opts: &PullOptions) -> Result<()> {
     }
     if opts.platform_required {
         return Err(Error::NoMatchingPlatform {
-            reference: image.reference.to_string(),
+            reference: image.name.clone(),
             wanted: opts.platform.to_string(),
             available: actual.to_string(),
         });
     }
     tracing::warn!(
         "{} is a {actual} image, not {}: it may not run on this machine",
-        image.reference,
+        image.name,
         opts.platform
     );
     Ok(())
 }
 
-/// Pull `reference` into a `docker load`-able tarball at `target`, tagged
-/// with the name it was pulled by. Nothing appears at `target` unless every
-/// blob and layer verified.
+/// Write `name`'s image as a `docker load`-able tarball at `target`,
+/// tagged with the name it goes by ([`ResolvedImage::reference`]). Nothing
+/// appears at `target` unless every blob and layer verified.
 pub async fn export_tarball(
-    reference: &ImageRef,
+    name: &ImageName,
     target: &Path,
     opts: &PullOptions,
 ) -> Result<ResolvedImage> {
-    let (registry, image) = resolve(reference, opts).await?;
-    let tags: Vec<String> = reference.familiar_tagged().into_iter().collect();
-    export::docker_tarball(&registry, &image, target, &tags, &opts.progress).await?;
+    let (source, image) = resolve(name, opts).await?;
+    let tags = image.tags();
+    export::docker_tarball(&source, &image, target, &tags, &opts.progress).await?;
     done(&image, target, opts);
     Ok(image)
 }
 
-/// Every entry of `reference`'s layers whose path matches `pattern`,
+/// Every entry of `name`'s layers whose path matches `pattern`,
 /// with the later layer that removes it, if one does. Layers are streamed
 /// and verified as for a bundle; nothing is written.
 pub async fn search_image(
-    reference: &ImageRef,
+    name: &ImageName,
     pattern: search::Pattern,
     opts: &PullOptions,
 ) -> Result<(ResolvedImage, Vec<search::Hit>)> {
-    let (registry, image) = resolve(reference, opts).await?;
-    let hits = search::search(&registry, &image, pattern, &opts.progress).await?;
+    let (source, image) = resolve(name, opts).await?;
+    let hits = search::search(&source, &image, pattern, &opts.progress).await?;
     Ok((image, hits))
 }
 
@@ -163,33 +164,33 @@ pub async fn search_image(
 /// added, removed and changed (type, content, mode, owner, link, xattrs).
 /// Layers are streamed and verified as for a bundle; nothing is written.
 pub async fn diff_images(
-    a: &ImageRef,
-    b: &ImageRef,
+    a: &ImageName,
+    b: &ImageName,
     opts: &PullOptions,
 ) -> Result<(
     ResolvedImage,
     ResolvedImage,
     Vec<(std::path::PathBuf, diff::Change)>,
 )> {
-    let (registry_a, image_a) = resolve(a, opts).await?;
-    let tree_a = diff::tree(&registry_a, &image_a, &opts.progress).await?;
-    let (registry_b, image_b) = resolve(b, opts).await?;
-    let tree_b = diff::tree(&registry_b, &image_b, &opts.progress).await?;
+    let (source_a, image_a) = resolve(a, opts).await?;
+    let tree_a = diff::tree(&source_a, &image_a, &opts.progress).await?;
+    let (source_b, image_b) = resolve(b, opts).await?;
+    let tree_b = diff::tree(&source_b, &image_b, &opts.progress).await?;
     let changes = diff::compare(&tree_a, &tree_b);
     Ok((image_a, image_b, changes))
 }
 
-/// Pull `reference` into an OCI runtime bundle at `dir` (`config.json` and
+/// Make `name`'s image an OCI runtime bundle at `dir` (`config.json` and
 /// `rootfs/`) that `runc run` starts as it is. Nothing appears at `dir`
 /// unless every layer verified and applied.
 pub async fn create_bundle(
-    reference: &ImageRef,
+    name: &ImageName,
     dir: &Path,
     bundle: &bundle::BundleOptions,
     opts: &PullOptions,
 ) -> Result<ResolvedImage> {
-    let (registry, image) = resolve(reference, opts).await?;
-    bundle::create(&registry, &image, dir, bundle, &opts.progress).await?;
+    let (source, image) = resolve(name, opts).await?;
+    bundle::create(&source, &image, dir, bundle, &opts.progress).await?;
     let volumes = bundle::convert::volumes(&image.config);
     if !volumes.is_empty() {
         tracing::warn!(
@@ -205,25 +206,25 @@ pub async fn create_bundle(
     Ok(image)
 }
 
-/// Pull `reference` into an extracted image directory at `dir` (see
+/// Write `name`'s image as an extracted image directory at `dir` (see
 /// [`export::extracted`]): plain (the docker-save layout, appearing only when
 /// complete), shared between images with a catalog, and/or expanded.
 pub async fn extract_image(
-    reference: &ImageRef,
+    name: &ImageName,
     dir: &Path,
     extract: &export::extracted::ExtractOptions,
     opts: &PullOptions,
 ) -> Result<ResolvedImage> {
-    let (registry, image) = resolve(reference, opts).await?;
-    let tags: Vec<String> = reference.familiar_tagged().into_iter().collect();
-    export::extracted::extract(&registry, &image, dir, &tags, extract, &opts.progress).await?;
+    let (source, image) = resolve(name, opts).await?;
+    let tags = image.tags();
+    export::extracted::extract(&source, &image, dir, &tags, extract, &opts.progress).await?;
     done(&image, dir, opts);
     Ok(image)
 }
 
 fn done(image: &ResolvedImage, output: &Path, opts: &PullOptions) {
     opts.progress.emit(|| progress::Event::Done {
-        reference: image.reference.to_string(),
+        reference: image.name.clone(),
         output: output.to_path_buf(),
     });
 }

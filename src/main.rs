@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use occystrap::error::ErrorKind;
-use occystrap::{Error, ImageRef, Platform, PullOptions, RegistryOptions};
+use occystrap::{Error, ImageName, ImageRef, Platform, PullOptions, RegistryOptions};
 
 use std::path::Path;
 
@@ -115,15 +115,15 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
     };
     match cli.command {
         Command::Export { reference, output } => {
-            let reference: ImageRef = reference.parse()?;
-            let image = occystrap::export_tarball(&reference, &output, &opts).await?;
+            let name = ImageName::parse(&reference)?;
+            let image = occystrap::export_tarball(&name, &output, &opts).await?;
             out.image(&image, &output)?;
         }
         Command::FetchToTarfile { args } => {
             let (registry, image, tag, output) = cli::legacy_args(&args);
-            let reference = ImageRef::from_parts(registry, image, tag)?;
+            let name = ImageName::Registry(ImageRef::from_parts(registry, image, tag)?);
             let output = std::path::PathBuf::from(output);
-            let image = occystrap::export_tarball(&reference, &output, &opts).await?;
+            let image = occystrap::export_tarball(&name, &output, &opts).await?;
             out.image(&image, &output)?;
         }
         Command::Bundle {
@@ -132,14 +132,14 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
             bundle,
             command,
         } => {
-            let reference: ImageRef = reference.parse()?;
-            let image = make_bundle(&reference, &dir, &bundle, command, &opts).await?;
+            let name = ImageName::parse(&reference)?;
+            let image = make_bundle(&name, &dir, &bundle, command, &opts).await?;
             out.image(&image, &dir)?;
         }
         Command::FetchToOci { args, bundle } => {
             let (registry, image, tag, dir) = cli::legacy_args(&args);
-            let reference = ImageRef::from_parts(registry, image, tag)?;
-            let image = make_bundle(&reference, Path::new(dir), &bundle, Vec::new(), &opts).await?;
+            let name = ImageName::Registry(ImageRef::from_parts(registry, image, tag)?);
+            let image = make_bundle(&name, Path::new(dir), &bundle, Vec::new(), &opts).await?;
             out.image(&image, Path::new(dir))?;
         }
         Command::Extract {
@@ -147,14 +147,14 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
             dir,
             extract,
         } => {
-            let reference: ImageRef = reference.parse()?;
-            let image = make_extracted(&reference, &dir, &extract, &opts).await?;
+            let name = ImageName::parse(&reference)?;
+            let image = make_extracted(&name, &dir, &extract, &opts).await?;
             out.image(&image, &dir)?;
         }
         Command::FetchToExtracted { args, extract } => {
             let (registry, image, tag, dir) = cli::legacy_args(&args);
-            let reference = ImageRef::from_parts(registry, image, tag)?;
-            let image = make_extracted(&reference, Path::new(dir), &extract, &opts).await?;
+            let name = ImageName::Registry(ImageRef::from_parts(registry, image, tag)?);
+            let image = make_extracted(&name, Path::new(dir), &extract, &opts).await?;
             out.image(&image, Path::new(dir))?;
         }
         Command::RecreateImage {
@@ -174,18 +174,18 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
             pattern,
             regex,
         } => {
-            let reference: ImageRef = reference.parse()?;
+            let name = ImageName::parse(&reference)?;
             let pattern = match regex {
                 true => occystrap::search::Pattern::regex(&pattern)?,
                 false => occystrap::search::Pattern::glob(&pattern)?,
             };
-            let (image, hits) = occystrap::search_image(&reference, pattern, &opts).await?;
+            let (image, hits) = occystrap::search_image(&name, pattern, &opts).await?;
             out.found(&image, &hits)?;
         }
         Command::Diff { a, b } => {
-            let (a, b): (ImageRef, ImageRef) = (a.parse()?, b.parse()?);
-            let (_, _, changes) = occystrap::diff_images(&a, &b, &opts).await?;
-            out.differences(&a, &b, &changes)?;
+            let (a, b) = (ImageName::parse(&a)?, ImageName::parse(&b)?);
+            let (image_a, image_b, changes) = occystrap::diff_images(&a, &b, &opts).await?;
+            out.differences(&image_a, &image_b, &changes)?;
         }
         Command::Inspect {
             reference,
@@ -193,8 +193,8 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
             history,
             layers,
         } => {
-            let reference: ImageRef = reference.parse()?;
-            let (_, image) = occystrap::resolve(&reference, &opts).await?;
+            let name = ImageName::parse(&reference)?;
+            let (_, image) = occystrap::resolve(&name, &opts).await?;
             out.inspected(&image, config, history, layers)?;
         }
     }
@@ -202,7 +202,7 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
 }
 
 async fn make_extracted(
-    reference: &ImageRef,
+    name: &ImageName,
     dir: &Path,
     args: &ExtractArgs,
     opts: &PullOptions,
@@ -212,11 +212,11 @@ async fn make_extracted(
         expand: args.expand,
         replace: args.force,
     };
-    occystrap::extract_image(reference, dir, &extract, opts).await
+    occystrap::extract_image(name, dir, &extract, opts).await
 }
 
 async fn make_bundle(
-    reference: &ImageRef,
+    name: &ImageName,
     dir: &Path,
     args: &BundleArgs,
     command: Vec<String>,
@@ -245,7 +245,7 @@ async fn make_bundle(
         replace: args.force,
         ..BundleOptions::default()
     };
-    occystrap::create_bundle(reference, dir, &bundle, opts).await
+    occystrap::create_bundle(name, dir, &bundle, opts).await
 }
 
 /// What a command made, printed on stdout as `--format` says.
@@ -274,7 +274,7 @@ impl Results {
         let text = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
         if self.format == Some(Format::Json) {
             let value = serde_json::json!({
-                "reference": image.reference.to_string(),
+                "reference": image.name,
                 "manifestDigest": image.manifest.digest.to_string(),
                 "imageID": image.config_digest.to_string(),
                 "matches": hits.iter().map(|h| serde_json::json!({
@@ -323,8 +323,8 @@ impl Results {
     /// `diff`: a line per path, or JSON.
     fn differences(
         &self,
-        a: &ImageRef,
-        b: &ImageRef,
+        a: &occystrap::ResolvedImage,
+        b: &occystrap::ResolvedImage,
         changes: &[(std::path::PathBuf, occystrap::diff::Change)],
     ) -> Result<(), Error> {
         use occystrap::diff::{Change, Node};
@@ -362,8 +362,8 @@ impl Results {
                 })
                 .collect();
             let value = serde_json::json!({
-                "a": a.to_string(),
-                "b": b.to_string(),
+                "a": a.name,
+                "b": b.name,
                 "changes": rows,
                 "warnings": self.console.warnings(),
             });
@@ -505,7 +505,7 @@ fn result_json(
         })
         .collect();
     let value = serde_json::json!({
-        "reference": image.reference.to_string(),
+        "reference": image.name,
         "indexDigest": image.index.as_ref().map(|i| i.digest.to_string()),
         "manifestDigest": image.manifest.digest.to_string(),
         "manifestMediaType": image.manifest.media_type,

@@ -18,7 +18,8 @@ use crate::digest::{Digest, Hasher};
 use crate::image::{LayerRef, ResolvedImage};
 use crate::layer::{LayerDecoder, LayerLimits};
 use crate::progress::{CountingReader, Event, LayerCounter, Progress};
-use crate::registry::{BlobReader, Registry};
+use crate::registry::BlobReader;
+use crate::source::Source;
 use crate::{Error, Result};
 
 /// Size of the chunks passed from decoder to consumer.
@@ -178,7 +179,7 @@ impl Read for LayerReader {
 /// check is reported as that check's error. Each layer's start,
 /// verification and application are reported to `progress`.
 pub async fn each_layer<S, F>(
-    registry: &Registry,
+    source: &Source,
     image: &ResolvedImage,
     progress: &Progress,
     state: S,
@@ -192,7 +193,7 @@ where
     let expected = image.layers.len();
     let consumer =
         tokio::task::spawn_blocking(move || consume_all(readers, expected, state, consume));
-    let produced = produce(registry, image, progress, to_consumer).await;
+    let produced = produce(source, image, progress, to_consumer).await;
     let consumed = consumer
         .await
         .map_err(|e| Error::Usage(format!("internal error: layer consumer failed: {e}")))?;
@@ -240,13 +241,13 @@ where
 }
 
 async fn produce(
-    registry: &Registry,
+    source: &Source,
     image: &ResolvedImage,
     progress: &Progress,
     to_consumer: SyncSender<(LayerRef, LayerReader)>,
 ) -> Result<()> {
     let count = image.layers.len();
-    let mut prefetch = Prefetch::start(registry, image);
+    let mut prefetch = Prefetch::start(source, image);
     let pool = Pool::default();
     for (i, layer) in image.layers.iter().enumerate() {
         if crate::is_cancelled() {
@@ -260,17 +261,13 @@ async fn produce(
             human_size(layer.size)
         );
         let blob = match prefetched {
-            Some(file) => registry.cached_blob("layer", &layer.digest, layer.size, file),
-            None => {
-                registry
-                    .open_blob("layer", &layer.digest, layer.size)
-                    .await?
-            }
+            Some(file) => source.cached_blob("layer", &layer.digest, layer.size, file),
+            None => source.open_blob("layer", &layer.digest, layer.size).await?,
         };
         // A recorded diff_id holds for these bytes, and the decoder checks
         // the blob's digest before it reports the end: no need to hash the
         // uncompressed layer again.
-        let cache = registry.cache().cloned();
+        let cache = source.cache().cloned();
         let known = cache
             .as_ref()
             .and_then(|c| c.diff_id(&layer.digest, &layer.media_type))
@@ -308,7 +305,7 @@ async fn produce(
             return Ok(());
         }
         let layer = layer.clone();
-        let (limits, pool) = (registry.layer_limits(), pool.clone());
+        let (limits, pool) = (source.layer_limits(), pool.clone());
         let blob = CountingReader {
             inner: blob,
             counter,
@@ -330,10 +327,14 @@ struct Prefetch {
 }
 
 impl Prefetch {
-    fn start(registry: &Registry, image: &ResolvedImage) -> Prefetch {
+    fn start(source: &Source, image: &ResolvedImage) -> Prefetch {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks: Vec<Option<tokio::task::JoinHandle<Option<File>>>> = vec![None];
-        if registry.cache().is_some() && registry.jobs() > 1 {
+        // Only a registry's blobs are worth fetching ahead: into the cache.
+        if let Source::Registry(registry) = source
+            && registry.cache().is_some()
+            && registry.jobs() > 1
+        {
             let permits = Arc::new(tokio::sync::Semaphore::new(registry.jobs() - 1));
             for layer in image.layers.iter().skip(1) {
                 let (registry, layer, stop, permits) = (

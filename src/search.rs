@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::fsroot::clean_path;
 use crate::image::ResolvedImage;
 use crate::progress::Progress;
-use crate::registry::Registry;
+use crate::source::Source;
 use crate::tar::{self, Kind};
 use crate::unpack::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::{Error, Result, pull};
@@ -94,16 +94,16 @@ impl Whiteout {
 
 /// Every entry of `image` whose path matches `pattern`, lowest layer first.
 pub async fn search(
-    registry: &Registry,
+    source: &Source,
     image: &ResolvedImage,
     pattern: Pattern,
     progress: &Progress,
 ) -> Result<Vec<Hit>> {
-    let limits = registry.layer_limits();
+    let limits = source.layer_limits();
     let index = std::sync::atomic::AtomicUsize::new(0);
     let state = (Vec::<Hit>::new(), Vec::<Whiteout>::new());
     let (mut hits, whiteouts) = pull::each_layer(
-        registry,
+        source,
         image,
         progress,
         state,

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::fsroot::RootDir;
 use crate::image::ResolvedImage;
 use crate::output::Staged;
-use crate::registry::Registry;
+use crate::source::Source;
 use crate::unpack::{self, UnpackOptions};
 use crate::{Error, Result, pull};
 use convert::ConvertOptions;
@@ -48,7 +48,7 @@ impl Default for BundleOptions {
 /// umoci makes it: other host users must not reach the image's setuid
 /// binaries and device nodes through `dir/rootfs`.
 pub async fn create(
-    registry: &Registry,
+    source: &Source,
     image: &ResolvedImage,
     dir: &Path,
     opts: &BundleOptions,
@@ -61,12 +61,12 @@ pub async fn create(
     std::fs::create_dir(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
     let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
     let unpack_opts = UnpackOptions {
-        limits: registry.layer_limits(),
+        limits: source.layer_limits(),
         ..opts.unpack.clone()
     };
     let start = (root, unpack::LayerStats::default());
     let (root, stats) = pull::each_layer(
-        registry,
+        source,
         image,
         progress,
         start,

@@ -29,7 +29,7 @@ use crate::image::{LayerRef, ResolvedImage};
 use crate::layer::LayerLimits;
 use crate::output::Staged;
 use crate::pull;
-use crate::registry::Registry;
+use crate::source::Source;
 use crate::unpack::{self, UnpackError, UnpackOptions};
 use crate::{Error, Result};
 
@@ -53,10 +53,10 @@ pub struct ExtractOptions {
     pub replace: bool,
 }
 
-/// Write `image` (pulled from `registry`) as an extracted directory at
+/// Write `image` (read from `source`) as an extracted directory at
 /// `dir`, tagged with `repo_tags` (Docker's familiar names).
 pub async fn extract(
-    registry: &Registry,
+    source: &Source,
     image: &ResolvedImage,
     dir: &Path,
     repo_tags: &[String],
@@ -64,14 +64,14 @@ pub async fn extract(
     progress: &crate::progress::Progress,
 ) -> Result<()> {
     if opts.unique_names {
-        extract_shared(registry, image, dir, repo_tags, opts.expand, progress).await
+        extract_shared(source, image, dir, repo_tags, opts.expand, progress).await
     } else {
-        extract_plain(registry, image, dir, repo_tags, opts, progress).await
+        extract_plain(source, image, dir, repo_tags, opts, progress).await
     }
 }
 
 async fn extract_plain(
-    registry: &Registry,
+    source: &Source,
     image: &ResolvedImage,
     dir: &Path,
     repo_tags: &[String],
@@ -88,19 +88,23 @@ async fn extract_plain(
     let layout = Layout::of(image);
     write_new(&root.join(&layout.config), &image.config_bytes)?;
     let layers = unique_layers(&image.layers);
-    fetch_layers(registry, image, &root, layers.clone(), progress).await?;
+    fetch_layers(source, image, &root, layers.clone(), progress).await?;
     write_new(
         &root.join("manifest.json"),
         &layout.manifest_json(repo_tags),
     )?;
-    if let Some(repos) = layout.repositories_for(&image.reference) {
+    if let Some(repos) = image
+        .reference
+        .as_ref()
+        .and_then(|r| layout.repositories_for(r))
+    {
         write_new(&root.join("repositories"), &repos)?;
     }
     if opts.expand {
         let merged = root.join(MERGED_DIR);
         fs::create_dir(&merged).map_err(|e| Error::io(&merged, e))?;
         let all = image.layers.clone();
-        let limits = registry.layer_limits();
+        let limits = source.layer_limits();
         let layer_dirs = blocking(move || expand(&root, &layers, &all, &merged, limits)).await?;
         for layer_dir in layer_dirs {
             layer_dir.commit()?;
@@ -110,15 +114,21 @@ async fn extract_plain(
 }
 
 async fn extract_shared(
-    registry: &Registry,
+    source: &Source,
     image: &ResolvedImage,
     dir: &Path,
     repo_tags: &[String],
     expand_too: bool,
     progress: &crate::progress::Progress,
 ) -> Result<()> {
+    let Some(reference) = &image.reference else {
+        return Err(Error::Usage(format!(
+            "{}: the image has no name to file it under in a shared directory; name it (docker-archive:PATH:NAME, oci:PATH:NAME)",
+            image.name
+        )));
+    };
     make_shared_dir(dir, expand_too)?;
-    let (name, tag) = catalog::key_of(&image.reference);
+    let (name, tag) = catalog::key_of(reference);
     let stem = catalog::manifest_stem(&name, &tag);
     let layout = Layout::of(image);
     ensure_config(&dir.join(&layout.config), &image.config_bytes)?;
@@ -126,7 +136,7 @@ async fn extract_shared(
     let unique = unique_layers(&image.layers);
     let (d, u) = (dir.to_path_buf(), unique.clone());
     let missing = blocking(move || missing_layers(&d, &u)).await?;
-    fetch_layers(registry, image, dir, missing.clone(), progress).await?;
+    fetch_layers(source, image, dir, missing.clone(), progress).await?;
 
     let mut layer_dirs = Vec::new();
     let mut merged = None;
@@ -144,7 +154,7 @@ async fn extract_shared(
             image.layers.clone(),
             staged.path().to_path_buf(),
         );
-        let limits = registry.layer_limits();
+        let limits = source.layer_limits();
         let built = blocking(move || expand(&d, &todo, &all, &m, limits)).await?;
         layer_dirs = built
             .into_iter()
@@ -160,7 +170,7 @@ async fn extract_shared(
         manifest: format!("{stem}.json"),
         config: layout.config.clone(),
         layers: layout.layers.clone(),
-        reference: image.reference.to_string(),
+        reference: reference.to_string(),
         manifest_digest: image.manifest.digest.to_string(),
     };
     let manifest = layout.manifest_json(repo_tags);
@@ -230,7 +240,7 @@ fn unique_layers(layers: &[LayerRef]) -> Vec<LayerRef> {
 /// each written under a temporary name and renamed into place once every
 /// byte has been verified.
 async fn fetch_layers(
-    registry: &Registry,
+    source: &Source,
     image: &ResolvedImage,
     dir: &Path,
     layers: Vec<LayerRef>,
@@ -242,8 +252,8 @@ async fn fetch_layers(
     let mut subset = image.clone();
     subset.layers = layers;
     let dir = dir.to_path_buf();
-    let limits = registry.layer_limits();
-    pull::each_layer(registry, &subset, progress, (), move |_, layer, reader| {
+    let limits = source.layer_limits();
+    pull::each_layer(source, &subset, progress, (), move |_, layer, reader| {
         let target = dir.join(docker_save::layer_path(layer.diff_id.hex()));
         let parent = target.parent().unwrap_or(&dir);
         fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;

@@ -13,7 +13,7 @@ use std::path::Path;
 use crate::image::ResolvedImage;
 use crate::output::Staged;
 use crate::pull;
-use crate::registry::Registry;
+use crate::source::Source;
 use crate::{Error, Result};
 use docker_save::{CopyError, Layout, TarWriter};
 
@@ -21,7 +21,7 @@ use docker_save::{CopyError, Layout, TarWriter};
 /// `repo_tags` (Docker's familiar names, e.g. `busybox:latest`). The file
 /// appears only when complete and verified.
 pub async fn docker_tarball(
-    registry: &Registry,
+    source: &Source,
     image: &ResolvedImage,
     target: &Path,
     repo_tags: &[String],
@@ -36,28 +36,26 @@ pub async fn docker_tarball(
         .add_file(&layout.config, &image.config_bytes)
         .map_err(&io_err)?;
     let tmp = staged.path().to_path_buf();
-    let limits = registry.layer_limits();
-    let mut writer = pull::each_layer(
-        registry,
-        image,
-        progress,
-        writer,
-        move |w, layer, reader| {
-            let name = docker_save::layer_path(layer.diff_id.hex());
-            let result = if w.contains(&name) {
-                // The same layer twice in one image: verify it, store it once.
-                docker_save::copy_layer(reader, &mut std::io::sink(), limits)
-            } else {
-                w.add_stream(&name, |out| docker_save::copy_layer(reader, out, limits))
-            };
-            copied(result.map(drop), reader, layer, &tmp)
-        },
-    )
+    let limits = source.layer_limits();
+    let mut writer = pull::each_layer(source, image, progress, writer, move |w, layer, reader| {
+        let name = docker_save::layer_path(layer.diff_id.hex());
+        let result = if w.contains(&name) {
+            // The same layer twice in one image: verify it, store it once.
+            docker_save::copy_layer(reader, &mut std::io::sink(), limits)
+        } else {
+            w.add_stream(&name, |out| docker_save::copy_layer(reader, out, limits))
+        };
+        copied(result.map(drop), reader, layer, &tmp)
+    })
     .await?;
     writer
         .add_file("manifest.json", &layout.manifest_json(repo_tags))
         .map_err(&io_err)?;
-    if let Some(repos) = layout.repositories_for(&image.reference) {
+    if let Some(repos) = image
+        .reference
+        .as_ref()
+        .and_then(|r| layout.repositories_for(r))
+    {
         writer.add_file("repositories", &repos).map_err(&io_err)?;
     }
     let file = writer.finish().map_err(&io_err)?;

@@ -278,6 +278,7 @@ impl Registry {
             reference: self.describe(&digest.to_string()),
             tee: None,
             published: None,
+            local: None,
         }
     }
 
@@ -439,6 +440,7 @@ impl Registry {
             reference,
             tee: self.cache.as_ref().and_then(|c| c.writer(digest)),
             published: None,
+            local: None,
         })
     }
 
@@ -500,9 +502,29 @@ pub struct BlobReader {
     tee: Option<CacheWriter>,
     /// The cache's copy, once published.
     published: Option<File>,
+    /// The file on this machine it is read from, if not downloaded.
+    local: Option<std::path::PathBuf>,
 }
 
 impl BlobReader {
+    /// A blob read from a file on this machine (at `path`, which may be
+    /// `ARCHIVE/MEMBER`), verified as it streams.
+    pub fn local(
+        reader: Box<dyn Read + Send>,
+        what: &'static str,
+        digest: Digest,
+        size: u64,
+        path: std::path::PathBuf,
+    ) -> BlobReader {
+        BlobReader {
+            inner: VerifyingReader::new(reader, what, digest, Some(size)),
+            reference: crate::escape::path(&path).to_string(),
+            tee: None,
+            published: None,
+            local: Some(path),
+        }
+    }
+
     /// Turn an error from reading this blob into the library's error.
     pub fn classify(&self, err: io::Error) -> Error {
         if let Some(i) = crate::digest::integrity_cause(&err) {
@@ -512,9 +534,12 @@ impl BlobReader {
             Some(t) => t.message.clone(),
             None => err.to_string(),
         };
-        Error::Registry {
-            reference: self.reference.clone(),
-            message: format!("download failed: {message}"),
+        match &self.local {
+            Some(path) => Error::io(path, err),
+            None => Error::Registry {
+                reference: self.reference.clone(),
+                message: format!("download failed: {message}"),
+            },
         }
     }
 }
@@ -530,7 +555,7 @@ impl Read for BlobReader {
             _ => {}
         }
         read.map_err(|e| {
-            if crate::digest::integrity_cause(&e).is_some() {
+            if crate::digest::integrity_cause(&e).is_some() || self.local.is_some() {
                 e
             } else {
                 // Tagged so that readers further down the pipeline can tell a

@@ -355,6 +355,25 @@ pub struct Reader<R> {
     scratch: Vec<u8>,
 }
 
+impl<R: Read + io::Seek> Reader<R> {
+    /// Move past the rest of the current entry's stored data by seeking,
+    /// not reading: an index of a large archive costs one read per header.
+    /// A stream shorter than the data is noticed at the next header.
+    pub fn seek_past(&mut self) -> Result<()> {
+        if self.remaining > 0 {
+            let skip = i64::try_from(self.remaining).map_err(|_| TarError::Truncated {
+                offset: self.offset,
+            })?;
+            self.inner
+                .seek(io::SeekFrom::Current(skip))
+                .map_err(TarError::Io)?;
+            self.offset += self.remaining;
+            self.remaining = 0;
+        }
+        Ok(())
+    }
+}
+
 impl<R: Read> Reader<R> {
     pub fn new(inner: R, limits: Limits) -> Reader<R> {
         Reader {

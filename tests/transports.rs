@@ -1,0 +1,396 @@
+//! Image sources other than a registry: docker-archive (ours, skopeo's,
+//! `docker save`'s, Docker 25's layout, a directory), OCI layouts and
+//! oci-archive (skopeo's). Each bundles to the same tree as the registry
+//! image it came from, keeps its image ID, and every broken kind is
+//! refused with nothing left behind.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::busybox::busybox_image;
+use common::cli::{docker, ensure_dockerd, fails_with, occystrap, ok, tar_entries};
+use common::image::{Compression, Format, ImageSpec, LayerSpec, PlatformSpec};
+use common::push::PushedImage;
+use common::registry::Registry;
+use common::tree::snapshot;
+use serde_json::Value;
+
+fn image() -> ImageSpec {
+    busybox_image()
+        .cmd(&["echo", "hello"])
+        .layer(
+            LayerSpec::new()
+                .dir("data", 0o755)
+                .file("data/a", b"a", 0o640)
+                .owner(7, 8)
+                .hardlink("data/a-link", "data/a")
+                .file("data/gone", b"x", 0o644)
+                .compression(Compression::Gzip),
+        )
+        .layer(
+            LayerSpec::new()
+                .whiteout("data/gone")
+                .file("data/b", b"b", 0o600)
+                .xattr("user.note", b"v"),
+        )
+        .format(Format::Oci)
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn skopeo_copy(reference: &str, dest: &str, all: bool) {
+    let src = format!("docker://{reference}");
+    let mut args = vec!["copy", "--src-tls-verify=false"];
+    if all {
+        args.push("--all");
+    }
+    args.extend([src.as_str(), dest]);
+    run("skopeo", &args);
+}
+
+/// Bundle `name` into `dir` and return the image ID the JSON result gives.
+fn bundle(name: &str, dir: &Path) -> String {
+    let out = occystrap(&["--format", "json", "bundle", name, dir.to_str().unwrap()]);
+    ok(&out);
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    result["imageID"].as_str().unwrap().to_string()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Fixture {
+    _registry: Registry,
+    pushed: PushedImage,
+    reference: String,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let registry = Registry::start();
+        let pushed = registry.push_image("test/app", "v1", &image());
+        let reference = registry.image_ref("test/app", "v1");
+        Fixture {
+            _registry: registry,
+            pushed,
+            reference,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Our export of the registry image: a classic docker-save tarball.
+    fn export(&self, name: &str) -> PathBuf {
+        let out = self.path(name);
+        ok(&occystrap(&["export", &self.reference, s(&out)]));
+        out
+    }
+}
+
+#[test]
+fn every_source_bundles_to_the_registrys_tree_with_its_image_id() {
+    let f = Fixture::new();
+    let expected = snapshot(&{
+        let dir = f.path("from-registry");
+        assert_eq!(bundle(&f.reference, &dir), f.pushed.config_digest);
+        dir.join("rootfs")
+    });
+    assert_eq!(expected["data/b"].xattrs["user.note"], b"v");
+
+    let ours = f.export("ours.tar");
+    let extracted = f.path("extracted");
+    ok(&occystrap(&["extract", &f.reference, s(&extracted)]));
+    let layout = f.path("layout");
+    skopeo_copy(&f.reference, &format!("oci:{}:v1", s(&layout)), false);
+    let oci_archive = f.path("oci-archive.tar");
+    skopeo_copy(
+        &f.reference,
+        &format!("oci-archive:{}:v1", s(&oci_archive)),
+        false,
+    );
+    let skopeo_archive = f.path("skopeo-docker.tar");
+    skopeo_copy(
+        &f.reference,
+        &format!("docker-archive:{}:app:v1", s(&skopeo_archive)),
+        false,
+    );
+    let docker25 = docker25_archive(&f, &ours);
+
+    let names = [
+        format!("docker-archive:{}", s(&ours)),
+        s(&ours).to_string(),
+        format!("docker-archive:{}", s(&extracted)),
+        format!("oci:{}:v1", s(&layout)),
+        format!("oci:{}", s(&layout)),
+        s(&layout).to_string(),
+        format!("oci-archive:{}:v1", s(&oci_archive)),
+        format!("docker-archive:{}:app:v1", s(&skopeo_archive)),
+        format!("docker-archive:{}", s(&docker25)),
+        s(&docker25).to_string(),
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let dir = f.path(&format!("b{i}"));
+        assert_eq!(bundle(name, &dir), f.pushed.config_digest, "{name}");
+        let got = snapshot(&dir.join("rootfs"));
+        assert!(got == expected, "{name}: a different tree");
+    }
+}
+
+/// Docker 25's `docker save`: an OCI layout whose blobs manifest.json
+/// names (`blobs/sha256/HEX`), made from our classic export.
+fn docker25_archive(f: &Fixture, classic: &Path) -> PathBuf {
+    let entries = tar_entries(std::fs::File::open(classic).unwrap());
+    let manifest: Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
+    let config_name = manifest[0]["Config"].as_str().unwrap();
+    let mut blobs = vec![(
+        config_name.trim_end_matches(".json").to_string(),
+        entries[config_name].clone(),
+    )];
+    let mut layers = Vec::new();
+    for layer in manifest[0]["Layers"].as_array().unwrap() {
+        let bytes = entries[layer.as_str().unwrap()].clone();
+        let hex = common::sha256_digest(&bytes)
+            .trim_start_matches("sha256:")
+            .to_string();
+        layers.push(format!("blobs/sha256/{hex}"));
+        blobs.push((hex, bytes));
+    }
+    let out = f.path("docker25.tar");
+    let mut builder = tar::Builder::new(std::fs::File::create(&out).unwrap());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, data).unwrap();
+    };
+    for (hex, bytes) in &blobs {
+        add(&format!("blobs/sha256/{hex}"), bytes);
+    }
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json", br#"{"schemaVersion":2,"manifests":[]}"#);
+    let docker_manifest = serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", blobs[0].0),
+        "RepoTags": ["app:v1"],
+        "Layers": layers,
+    }]);
+    add(
+        "manifest.json",
+        &serde_json::to_vec(&docker_manifest).unwrap(),
+    );
+    builder.into_inner().unwrap().flush().unwrap();
+    out
+}
+
+#[test]
+fn docker_save_output_bundles_and_an_archive_exports_with_its_tags() {
+    ensure_dockerd();
+    let f = Fixture::new();
+    let ours = f.export("ours.tar");
+    let tag = "occystrap-transports:v1";
+    let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
+    docker(&["load", "-i", s(&ours)]);
+    docker(&["tag", &f.reference, tag]);
+    let saved = f.path("saved.tar");
+    docker(&["save", "-o", s(&saved), tag]);
+    docker(&["rmi", "-f", tag, &f.reference]);
+
+    let from_registry = f.path("from-registry");
+    bundle(&f.reference, &from_registry);
+    let from_save = f.path("from-save");
+    assert_eq!(
+        bundle(&format!("docker-archive:{}", s(&saved)), &from_save),
+        f.pushed.config_digest
+    );
+    assert!(snapshot(&from_registry.join("rootfs")) == snapshot(&from_save.join("rootfs")));
+
+    // Exported again, it keeps the archive's tag.
+    let again = f.path("again.tar");
+    ok(&occystrap(&[
+        "export",
+        &format!("docker-archive:{}", s(&saved)),
+        s(&again),
+    ]));
+    let entries = tar_entries(std::fs::File::open(&again).unwrap());
+    let manifest: Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
+    assert_eq!(manifest[0]["RepoTags"], serde_json::json!([tag]));
+}
+
+#[test]
+fn a_layout_index_is_resolved_by_platform() {
+    let registry = Registry::start();
+    let amd = registry.push_image("test/multi", "", &image().platform("linux/amd64"));
+    let arm = registry.push_image(
+        "test/multi",
+        "",
+        &image()
+            .platform("linux/arm64/v8")
+            .layer(LayerSpec::new().file("arm", b"arm", 0o644)),
+    );
+    registry.push_index(
+        "test/multi",
+        "v1",
+        Format::Oci,
+        &[
+            (PlatformSpec::parse("linux/amd64"), &amd),
+            (PlatformSpec::parse("linux/arm64/v8"), &arm),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    skopeo_copy(
+        &registry.image_ref("test/multi", "v1"),
+        &format!("oci:{}:multi", s(&layout)),
+        true,
+    );
+    for (platform, pushed) in [("linux/amd64", &amd), ("linux/arm64", &arm)] {
+        let out = occystrap(&[
+            "--format",
+            "json",
+            "--platform",
+            platform,
+            "inspect",
+            &format!("oci:{}:multi", s(&layout)),
+        ]);
+        ok(&out);
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            result["imageID"],
+            pushed.config_digest.as_str(),
+            "{platform}"
+        );
+    }
+    let out = occystrap(&[
+        "--platform",
+        "linux/s390x",
+        "inspect",
+        &format!("oci:{}:multi", s(&layout)),
+    ]);
+    fails_with(&out, 3, "linux/amd64, linux/arm64");
+}
+
+#[test]
+fn broken_archives_and_layouts_are_refused_with_nothing_left_behind() {
+    let f = Fixture::new();
+    let ours = f.export("ours.tar");
+    let target = f.path("bundle");
+    let refused = |name: &str, code: i32, needle: &str| {
+        let out = occystrap(&["bundle", name, s(&target)]);
+        fails_with(&out, code, needle);
+        assert!(!target.exists(), "{name}: left {}", target.display());
+        let out = occystrap(&["export", name, s(&target)]);
+        fails_with(&out, code, needle);
+        assert!(!target.exists(), "{name}: left {}", target.display());
+    };
+
+    // Cut short, inside the last layer.
+    let bytes = std::fs::read(&ours).unwrap();
+    let cut = f.path("cut.tar");
+    std::fs::write(&cut, &bytes[..bytes.len() * 3 / 4]).unwrap();
+    refused(&format!("docker-archive:{}", s(&cut)), 4, "truncated");
+
+    // A directory archive whose manifest names a layer that is not there,
+    // and one whose layer was changed.
+    let extracted = f.path("extracted");
+    ok(&occystrap(&["extract", &f.reference, s(&extracted)]));
+    let manifest_path = extracted.join("manifest.json");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    let mut m: Value = serde_json::from_str(&manifest).unwrap();
+    let last = m[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    m[0]["Layers"][2] = Value::from("nothere/layer.tar");
+    std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
+    refused(
+        &format!("docker-archive:{}", s(&extracted)),
+        4,
+        "nothere/layer.tar",
+    );
+    std::fs::write(&manifest_path, &manifest).unwrap();
+    let layer = extracted.join(&last);
+    let mut data = std::fs::read(&layer).unwrap();
+    let at = data.windows(1).position(|w| w == b"b").unwrap_or(600);
+    data[at] ^= 0x20;
+    std::fs::write(&layer, &data).unwrap();
+    refused(
+        &format!("docker-archive:{}", s(&extracted)),
+        4,
+        "does not match",
+    );
+
+    // Not an archive, not a layout, compressed, missing.
+    let empty = f.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    refused(&format!("oci:{}", s(&empty)), 2, "not an OCI image layout");
+    refused(
+        &format!("docker-archive:{}", s(&empty)),
+        2,
+        "not a docker-archive",
+    );
+    refused(s(&empty), 2, "docker-archive:PATH");
+    let gz = f.path("ours.tar.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&bytes).unwrap();
+    std::fs::write(&gz, encoder.finish().unwrap()).unwrap();
+    refused(
+        &format!("docker-archive:{}", s(&gz)),
+        2,
+        "decompress it first",
+    );
+    refused(
+        &format!("{}/nothing.tar", s(f.dir.path())),
+        2,
+        "no such file",
+    );
+}
+
+#[test]
+fn an_archive_of_several_images_needs_one_named() {
+    let f = Fixture::new();
+    let one = f.path("one");
+    ok(&occystrap(&["extract", &f.reference, s(&one)]));
+    // A second image in the same directory: the first with another tag.
+    let manifest_path = one.join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let mut second = m[0].clone();
+    second["RepoTags"] = serde_json::json!(["other/app:v2"]);
+    m.as_array_mut().unwrap().push(second);
+    std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
+
+    let name = format!("docker-archive:{}", s(&one));
+    let out = occystrap(&["inspect", &name]);
+    fails_with(&out, 2, "@1 (other/app:v2)");
+    for pick in [format!("{name}:@1"), format!("{name}:other/app:v2")] {
+        let out = occystrap(&["--format", "json", "inspect", &pick]);
+        ok(&out);
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["imageID"], f.pushed.config_digest.as_str(), "{pick}");
+    }
+    let out = occystrap(&["inspect", &format!("{name}:@2")]);
+    fails_with(&out, 3, "has 2 images");
+    let out = occystrap(&["inspect", &format!("{name}:nope:v1")]);
+    fails_with(&out, 3, "no image of that name");
+}
