@@ -190,6 +190,19 @@ pub enum Command {
         /// The image compared to
         b: String,
     },
+    /// Copy an image, blob for blob and every digest kept, into an OCI layout
+    /// (added to one that exists), an oci-archive or a docker-archive
+    Copy {
+        /// Copy every platform of an index (OCI layouts and archives)
+        #[arg(long)]
+        all: bool,
+        /// Image to copy: a reference, docker://, docker-archive:, oci:, oci-archive:
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        /// Where to: oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:NAME:TAG]
+        #[arg(value_name = "DESTINATION")]
+        destination: String,
+    },
     /// fetch-to-tarfile [REGISTRY] IMAGE TAG TARFILE: the original form of `export`
     #[command(name = "fetch-to-tarfile")]
     FetchToTarfile {

@@ -9,6 +9,7 @@
 
 pub mod bundle;
 pub mod cache;
+pub mod copy;
 pub mod diff;
 pub mod digest;
 pub mod encoding;
@@ -220,6 +221,66 @@ pub async fn extract_image(
     export::extracted::extract(&source, &image, dir, &tags, extract, &opts.progress).await?;
     done(&image, dir, opts);
     Ok(image)
+}
+
+/// Copy the image `from` names to `to`, which stores images: an OCI layout
+/// (`oci:DIR[:NAME]`, new or added to) or archive (`oci-archive:`), blob for
+/// blob, every digest preserved and every blob and layer verified on the
+/// way (see [`copy`]); or a docker-archive (`docker-archive:FILE[:REF]`),
+/// which is [`export_tarball`] tagged `REF`. With `all`, an index is copied
+/// whole (layouts only); otherwise the platform's image.
+pub async fn copy_image(
+    from: &ImageName,
+    to: &ImageName,
+    all: bool,
+    opts: &PullOptions,
+) -> Result<copy::Copied> {
+    let copied = match to {
+        ImageName::Oci {
+            path,
+            image,
+            archive,
+        } => {
+            let source = Source::open(from, &opts.registry)?;
+            let dest = export::oci_layout::LayoutWriter::create(path, *archive, image.clone())?;
+            copy::to_layout(&source, dest, &opts.platform, all).await?
+        }
+        ImageName::DockerArchive { path, image } => {
+            if all {
+                return Err(Error::Usage(
+                    "--all: a docker-archive holds one image per platform; copy to oci: or oci-archive: instead".into(),
+                ));
+            }
+            let tags = match image {
+                None => None,
+                Some(source::ArchiveImage::Name(r)) => r.familiar_tagged().map(|t| vec![t]),
+                Some(source::ArchiveImage::Index(_)) => {
+                    return Err(Error::Usage(format!(
+                        "{to}: @N picks an image to read; to write, name it docker-archive:FILE:NAME:TAG"
+                    )));
+                }
+            };
+            let (source, image) = resolve(from, opts).await?;
+            let tags = tags.unwrap_or_else(|| image.tags());
+            export::docker_tarball(&source, &image, path, &tags, &opts.progress).await?;
+            copy::Copied {
+                manifest: image.manifest.clone(),
+                images: 1,
+                written: image.layers.len() + 1,
+                present: 0,
+            }
+        }
+        ImageName::Registry(_) | ImageName::Path(_) => {
+            return Err(Error::Usage(format!(
+                "{to}: copying to a registry is not supported yet; destinations are oci:DIR[:NAME], oci-archive:FILE[:NAME] and docker-archive:FILE[:NAME:TAG]"
+            )));
+        }
+    };
+    opts.progress.emit(|| progress::Event::Done {
+        reference: from.to_string(),
+        output: to.to_string().into(),
+    });
+    Ok(copied)
 }
 
 fn done(image: &ResolvedImage, output: &Path, opts: &PullOptions) {

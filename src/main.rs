@@ -187,6 +187,15 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
             let (image_a, image_b, changes) = occystrap::diff_images(&a, &b, &opts).await?;
             out.differences(&image_a, &image_b, &changes)?;
         }
+        Command::Copy {
+            all,
+            source,
+            destination,
+        } => {
+            let (from, to) = (ImageName::parse(&source)?, ImageName::parse(&destination)?);
+            let copied = occystrap::copy_image(&from, &to, all, &opts).await?;
+            out.copied(&from, &to, &copied)?;
+        }
         Command::Inspect {
             reference,
             config,
@@ -259,6 +268,28 @@ impl Results {
     fn image(&self, image: &occystrap::ResolvedImage, output: &Path) -> Result<(), Error> {
         self.print(
             result_json(image, Some(output), self.console.warnings()),
+            Format::Text,
+        )
+    }
+
+    /// `copy`: what the destination now holds.
+    fn copied(
+        &self,
+        from: &ImageName,
+        to: &ImageName,
+        copied: &occystrap::copy::Copied,
+    ) -> Result<(), Error> {
+        self.print(
+            serde_json::json!({
+                "reference": from.to_string(),
+                "output": to.to_string(),
+                "manifestDigest": copied.manifest.digest.to_string(),
+                "manifestMediaType": copied.manifest.media_type,
+                "images": copied.images,
+                "blobsWritten": copied.written,
+                "blobsPresent": copied.present,
+                "warnings": self.console.warnings(),
+            }),
             Format::Text,
         )
     }

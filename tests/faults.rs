@@ -107,7 +107,7 @@ fn bundle(reference: &str, dir: &Path, extra: &[&str]) -> Output {
     occystrap(&args)
 }
 
-/// Both `export` and `bundle` fail with `code` and `needle`, leaving
+/// `export`, `bundle` and `copy` to a layout all fail with `code` and `needle`, leaving
 /// nothing. `script` (re)arms the faults before each run.
 fn both_fail(reference: &str, extra: &[&str], code: i32, needle: &str, script: impl Fn()) {
     let dir = tempfile::tempdir().unwrap();
@@ -124,6 +124,12 @@ fn both_fail(reference: &str, extra: &[&str], code: i32, needle: &str, script: i
         code,
         needle,
     );
+    assert_empty(dir.path());
+    script();
+    let layout = format!("oci:{}", dir.path().join("layout").display());
+    let mut args = vec!["copy", reference, layout.as_str()];
+    args.extend(extra);
+    fails_with(&occystrap(&args), code, needle);
     assert_empty(dir.path());
 }
 
@@ -287,7 +293,7 @@ fn a_retry_after_beyond_reason_fails_at_once() {
     let started = Instant::now();
     both_fail(&reference, &[], 5, "retry after 86400 s", || {});
     assert!(started.elapsed() < Duration::from_secs(20));
-    assert_eq!(gets(&fake, MANIFEST_PATH).len(), 2, "not retried");
+    assert_eq!(gets(&fake, MANIFEST_PATH).len(), 3, "not retried");
 }
 
 #[test]
@@ -303,7 +309,7 @@ fn persistent_server_errors_give_up_after_the_retries() {
         "down for maintenance",
         || {},
     );
-    assert_eq!(gets(&fake, &big).len(), 2 * 3, "1 try + 2 retries, twice");
+    assert_eq!(gets(&fake, &big).len(), 3 * 3, "1 try + 2 retries, thrice");
     // --retries 0: one try only.
     let dir = tempfile::tempdir().unwrap();
     let before = gets(&fake, &big).len();
@@ -325,11 +331,11 @@ fn client_errors_fail_at_once_with_the_registrys_message() {
         vec![Canned::new(403, denied).header("Content-Type", "application/json")],
     );
     both_fail(&reference, &[], 3, "quota exceeded for this blob", || {});
-    assert_eq!(gets(&fake, &big).len(), 2, "not retried");
+    assert_eq!(gets(&fake, &big).len(), 3, "not retried");
 
     fake.on("GET", &big, vec![Canned::new(400, "your request is odd")]);
     both_fail(&reference, &[], 5, "your request is odd", || {});
-    assert_eq!(gets(&fake, &big).len(), 4, "not retried");
+    assert_eq!(gets(&fake, &big).len(), 6, "not retried");
 
     let before = gets(&fake, MANIFEST_PATH).len();
     fake.on(
@@ -341,7 +347,7 @@ fn client_errors_fail_at_once_with_the_registrys_message() {
         )],
     );
     both_fail(&reference, &[], 3, "no such tag here", || {});
-    assert_eq!(gets(&fake, MANIFEST_PATH).len(), before + 2, "not retried");
+    assert_eq!(gets(&fake, MANIFEST_PATH).len(), before + 3, "not retried");
 }
 
 #[test]

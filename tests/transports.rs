@@ -394,3 +394,180 @@ fn an_archive_of_several_images_needs_one_named() {
     let out = occystrap(&["inspect", &format!("{name}:nope:v1")]);
     fails_with(&out, 3, "no image of that name");
 }
+
+fn index_json(layout: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap()
+}
+
+fn blob_count(layout: &Path) -> usize {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .count()
+}
+
+fn copy(from: &str, to: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["--format", "json", "copy"];
+    args.extend(extra);
+    args.extend([from, to]);
+    let out = occystrap(&args);
+    ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn copy_into_a_layout_keeps_every_digest_and_adds_to_what_is_there() {
+    let f = Fixture::new();
+    let layout = f.path("layout");
+    let to = format!("oci:{}:v1", s(&layout));
+    let result = copy(&f.reference, &to, &[]);
+    assert_eq!(result["manifestDigest"], f.pushed.manifest_digest.as_str());
+    assert_eq!(result["blobsPresent"], 0);
+    let index = index_json(&layout);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    let entry = &index["manifests"][0];
+    assert_eq!(entry["digest"], f.pushed.manifest_digest.as_str());
+    assert_eq!(
+        entry["annotations"]["org.opencontainers.image.ref.name"],
+        "v1"
+    );
+    // Byte for byte, as another tool reads it.
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", &to])
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert_eq!(raw.stdout, f.pushed.manifest_bytes);
+    let from_registry = f.path("from-registry");
+    bundle(&f.reference, &from_registry);
+    let from_layout = f.path("from-layout");
+    assert_eq!(bundle(&to, &from_layout), f.pushed.config_digest);
+    assert!(snapshot(&from_registry.join("rootfs")) == snapshot(&from_layout.join("rootfs")));
+
+    // A second image shares its blobs; the same name again replaces.
+    let blobs = blob_count(&layout);
+    let ours = f.export("ours.tar");
+    let result = copy(
+        &format!("docker-archive:{}", s(&ours)),
+        &format!("oci:{}:v2", s(&layout)),
+        &[],
+    );
+    assert_eq!(result["blobsPresent"], 1, "the config is shared: {result}");
+    assert_eq!(
+        index_json(&layout)["manifests"].as_array().unwrap().len(),
+        2
+    );
+    let result = copy(&f.reference, &to, &[]);
+    assert_eq!(result["blobsWritten"], 0, "{result}");
+    assert_eq!(
+        index_json(&layout)["manifests"].as_array().unwrap().len(),
+        2
+    );
+    assert!(blob_count(&layout) > blobs);
+    let from_v2 = f.path("from-v2");
+    assert_eq!(
+        bundle(&format!("oci:{}:v2", s(&layout)), &from_v2),
+        f.pushed.config_digest
+    );
+    assert!(snapshot(&from_registry.join("rootfs")) == snapshot(&from_v2.join("rootfs")));
+
+    // oci-archive and docker-archive destinations.
+    let archive = f.path("app.tar");
+    copy(&to, &format!("oci-archive:{}:v1", s(&archive)), &[]);
+    let from_archive = f.path("from-archive");
+    assert_eq!(
+        bundle(&format!("oci-archive:{}:v1", s(&archive)), &from_archive),
+        f.pushed.config_digest
+    );
+    let saved = f.path("saved.tar");
+    copy(
+        &to,
+        &format!("docker-archive:{}:team/app:v9", s(&saved)),
+        &[],
+    );
+    let entries = tar_entries(std::fs::File::open(&saved).unwrap());
+    let manifest: Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
+    assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["team/app:v9"]));
+}
+
+#[test]
+fn copy_all_keeps_an_index_whole() {
+    let registry = Registry::start();
+    let amd = registry.push_image("test/multi", "", &image().platform("linux/amd64"));
+    let arm = registry.push_image("test/multi", "", &image().platform("linux/arm64/v8"));
+    let index_digest = registry.push_index(
+        "test/multi",
+        "v1",
+        Format::Oci,
+        &[
+            (PlatformSpec::parse("linux/amd64"), &amd),
+            (PlatformSpec::parse("linux/arm64/v8"), &arm),
+        ],
+    );
+    let reference = registry.image_ref("test/multi", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let result = copy(&reference, &format!("oci:{}:multi", s(&layout)), &["--all"]);
+    assert_eq!(result["manifestDigest"], index_digest.as_str());
+    assert_eq!(result["images"], 2);
+    for (platform, pushed) in [("linux/amd64", &amd), ("linux/arm64", &arm)] {
+        let out = occystrap(&[
+            "--format",
+            "json",
+            "--platform",
+            platform,
+            "inspect",
+            &format!("oci:{}:multi", s(&layout)),
+        ]);
+        ok(&out);
+        let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(inspected["indexDigest"], index_digest.as_str());
+        assert_eq!(inspected["imageID"], pushed.config_digest.as_str());
+    }
+    // Without --all: the platform's image alone, its platform recorded.
+    let single = dir.path().join("single");
+    let result = copy(
+        &reference,
+        &format!("oci:{}", s(&single)),
+        &["--platform", "linux/arm64"],
+    );
+    assert_eq!(result["manifestDigest"], arm.manifest_digest.as_str());
+    let entry = &index_json(&single)["manifests"][0];
+    assert_eq!(entry["platform"]["architecture"], "arm64");
+}
+
+#[test]
+fn a_failed_copy_leaves_a_layout_as_it_was() {
+    let f = Fixture::new();
+    let layout = f.path("layout");
+    copy(&f.reference, &format!("oci:{}:v1", s(&layout)), &[]);
+    let before = std::fs::read(layout.join("index.json")).unwrap();
+    let blobs = blob_count(&layout);
+    // A source whose last layer was changed, copied in under another name.
+    let extracted = f.path("extracted");
+    ok(&occystrap(&["extract", &f.reference, s(&extracted)]));
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(extracted.join("manifest.json")).unwrap()).unwrap();
+    let last = extracted.join(manifest[0]["Layers"][2].as_str().unwrap());
+    let mut data = std::fs::read(&last).unwrap();
+    let at = data.len() - 1100;
+    data[at] ^= 1;
+    std::fs::write(&last, &data).unwrap();
+    let from = format!("docker-archive:{}", s(&extracted));
+    let out = occystrap(&["copy", &from, &format!("oci:{}:broken", s(&layout))]);
+    fails_with(&out, 4, "does not match");
+    assert_eq!(std::fs::read(layout.join("index.json")).unwrap(), before);
+    assert_eq!(blob_count(&layout), blobs, "the blobs it added are gone");
+    let fresh = f.path("fresh");
+    let out = occystrap(&["copy", &from, &format!("oci:{}", s(&fresh))]);
+    fails_with(&out, 4, "does not match");
+    assert!(!fresh.exists());
+    // Not a layout: refused, untouched.
+    let out = occystrap(&["copy", &f.reference, &format!("oci:{}", s(&extracted))]);
+    fails_with(&out, 2, "not an OCI image layout");
+    let out = occystrap(&["copy", &f.reference, "docker://localhost:1/x"]);
+    fails_with(&out, 2, "not supported yet");
+}

@@ -131,17 +131,29 @@ impl DirLock {
     /// Block until this process holds the lock of `dir`.
     pub fn acquire(dir: &Path) -> Result<DirLock> {
         let path = dir.join(LOCK);
-        let mut file = File::options()
+        let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
+        DirLock::lock(file, &path)
+    }
+
+    /// Block until this process holds a lock on the directory itself: for
+    /// directories whose format has no room for a lock file of ours (an
+    /// OCI layout).
+    pub fn on_dir(dir: &Path) -> Result<DirLock> {
+        let file = File::open(dir).map_err(|e| Error::io(dir, e))?;
+        DirLock::lock(file, dir)
+    }
+
+    fn lock(mut file: File, path: &Path) -> Result<DirLock> {
         loop {
             match Flock::lock(file, FlockArg::LockExclusive) {
                 Ok(lock) => return Ok(DirLock { _lock: lock }),
                 Err((f, Errno::EINTR)) => file = f,
-                Err((_, errno)) => return Err(Error::io(&path, errno.into())),
+                Err((_, errno)) => return Err(Error::io(path, errno.into())),
             }
         }
     }

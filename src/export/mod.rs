@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod docker_save;
 pub mod extracted;
+pub mod oci_layout;
 pub mod recreate;
 
 use std::io::BufWriter;

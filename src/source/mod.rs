@@ -28,6 +28,7 @@ use crate::reference::ImageRef;
 use crate::registry::{BlobReader, RawManifest, Registry, RegistryOptions};
 use crate::{Error, Result};
 
+pub use layout::{REF_NAME, blob_path};
 pub use name::{ArchiveImage, ImageName};
 
 use docker_archive::DockerArchive;

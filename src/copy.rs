@@ -1,0 +1,377 @@
+//! Copy images blob for blob into a destination that stores images as
+//! they are (an OCI layout or oci-archive): manifests, indexes, configs and
+//! layers keep their bytes, so every digest is preserved.
+//!
+//! Nothing passes unchecked: each blob is verified against its digest as
+//! it streams into the destination, and each layer is also decompressed
+//! and walked by our tar reader on a second thread, to check its diff_id
+//! and the limits a bundle would apply. Blobs the destination has already
+//! are not copied. With `all`, an index is copied whole, its images first
+//! and the index last; otherwise the platform's image is picked from it,
+//! as for a bundle.
+
+use std::io::{self, Read};
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use serde::Deserialize;
+
+use crate::digest::{Digest, Hasher};
+use crate::export::docker_save::CopyError;
+use crate::export::oci_layout::LayoutWriter;
+use crate::image;
+use crate::layer::{LayerDecoder, LayerLimits};
+use crate::platform::Platform;
+use crate::registry::{self, RawManifest};
+use crate::source::Source;
+use crate::{Error, Result};
+
+/// Chunks between the copying and the checking thread (× 256 KiB).
+const DEPTH: usize = 16;
+
+/// What a copy did.
+#[derive(Debug, Clone)]
+pub struct Copied {
+    /// The manifest or index the destination now names (its bytes and
+    /// digest are the source's).
+    pub manifest: RawManifest,
+    /// Images copied (more than one for an index with `all`).
+    pub images: usize,
+    /// Blobs written.
+    pub written: usize,
+    /// Blobs the destination had already.
+    pub present: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    #[serde(default)]
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    platform: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    config: Descriptor,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct Index {
+    manifests: Vec<Descriptor>,
+}
+
+/// Copy the image `source` names into `dest`, and commit it.
+pub async fn to_layout(
+    source: &Source,
+    dest: LayoutWriter,
+    platform: &Platform,
+    all: bool,
+) -> Result<Copied> {
+    let top = source.top().await?;
+    let mut copy = Copy {
+        source,
+        dest: Some(dest),
+        copied: Copied {
+            manifest: top.clone(),
+            images: 0,
+            written: 0,
+            present: 0,
+        },
+    };
+    let entry_platform = if !is_index(&top) {
+        copy.image(&top).await?;
+        None
+    } else if all {
+        let index: Index = parse("index", &top)?;
+        for child in &index.manifests {
+            let digest = Digest::parse(&child.digest)?;
+            let manifest = source.manifest(&digest).await?;
+            if is_index(&manifest) {
+                return Err(Error::UnsupportedManifest {
+                    reference: format!("{}@{digest}", source.name()),
+                    media_type: manifest.media_type,
+                    reason: "an index nested in an index is not supported".into(),
+                });
+            }
+            copy.image(&manifest).await?;
+        }
+        copy.dest()?.put_bytes(&top.digest, &top.bytes)?;
+        None
+    } else {
+        let resolved = image::resolve(source, platform).await?;
+        let index: Index = parse("index", &top)?;
+        let entry = index
+            .manifests
+            .into_iter()
+            .find(|m| m.digest == resolved.manifest.digest.to_string())
+            .and_then(|m| m.platform);
+        copy.image(&resolved.manifest).await?;
+        copy.copied.manifest = resolved.manifest;
+        entry
+    };
+    let Copy { dest, copied, .. } = copy;
+    let dest = dest.ok_or_else(lost)?;
+    let manifest = copied.manifest.clone();
+    tokio::task::spawn_blocking(move || dest.commit(&manifest, entry_platform))
+        .await
+        .map_err(|e| Error::Usage(format!("internal error: commit failed: {e}")))??;
+    Ok(copied)
+}
+
+struct Copy<'a> {
+    source: &'a Source,
+    /// Away while a blocking thread writes to it.
+    dest: Option<LayoutWriter>,
+    copied: Copied,
+}
+
+impl Copy<'_> {
+    fn dest(&mut self) -> Result<&mut LayoutWriter> {
+        self.dest.as_mut().ok_or_else(lost)
+    }
+
+    /// One image: config, layers, then its manifest.
+    async fn image(&mut self, manifest: &RawManifest) -> Result<()> {
+        let parsed: Manifest = parse("manifest", manifest)?;
+        let config_digest = Digest::parse(&parsed.config.digest)?;
+        let config = self
+            .source
+            .blob_bytes(
+                "config",
+                &config_digest,
+                parsed.config.size,
+                registry::CONFIG_LIMIT,
+            )
+            .await?;
+        self.count(&config_digest)?;
+        self.dest()?.put_bytes(&config_digest, &config)?;
+        // Layers of an image are checked as layers; an artifact's blobs
+        // (signatures, SBOMs) by their digests alone.
+        let diff_ids = if is_image_config(&parsed.config.media_type) {
+            let (_, layers) =
+                image::describe(&manifest.bytes, &manifest.digest, &config, &config_digest)?;
+            Some(layers)
+        } else {
+            None
+        };
+        for (i, layer) in parsed.layers.iter().enumerate() {
+            let digest = Digest::parse(&layer.digest)?;
+            if self.count(&digest)? {
+                continue;
+            }
+            let check = diff_ids
+                .as_ref()
+                .and_then(|l| l.get(i))
+                .filter(|_| is_tar_layer(&layer.media_type))
+                .map(|l| LayerCheck {
+                    media_type: layer.media_type.clone(),
+                    diff_id: l.diff_id.clone(),
+                    limits: self.source.layer_limits(),
+                });
+            self.blob(&digest, layer.size, check).await?;
+        }
+        self.dest()?.put_bytes(&manifest.digest, &manifest.bytes)?;
+        self.copied.images += 1;
+        Ok(())
+    }
+
+    /// Count a blob as present or to write; true if present.
+    fn count(&mut self, digest: &Digest) -> Result<bool> {
+        let present = self.dest()?.has_blob(digest);
+        if present {
+            self.copied.present += 1;
+        } else {
+            self.copied.written += 1;
+        }
+        Ok(present)
+    }
+
+    async fn blob(&mut self, digest: &Digest, size: u64, check: Option<LayerCheck>) -> Result<()> {
+        let mut reader = self.source.open_blob("layer", digest, size).await?;
+        // The writer moves to a blocking thread and back.
+        let mut dest = self.dest.take().ok_or_else(lost)?;
+        let digest = digest.clone();
+        let (dest, result) = tokio::task::spawn_blocking(move || {
+            let result = write_blob(&mut dest, &mut reader, &digest, check);
+            (dest, result)
+        })
+        .await
+        .map_err(|e| Error::Usage(format!("internal error: blob copy failed: {e}")))?;
+        self.dest = Some(dest);
+        result
+    }
+}
+
+/// The copy's side of a layer check that gave up (its own error is the
+/// one to report).
+#[derive(Debug, thiserror::Error)]
+#[error("the layer check stopped")]
+struct CheckStopped;
+
+/// What a layer is checked against besides its digest.
+struct LayerCheck {
+    media_type: String,
+    diff_id: Digest,
+    limits: LayerLimits,
+}
+
+fn write_blob(
+    dest: &mut LayoutWriter,
+    reader: &mut registry::BlobReader,
+    digest: &Digest,
+    check: Option<LayerCheck>,
+) -> Result<()> {
+    let Some(check) = check else {
+        return dest
+            .put_blob(digest, reader, &mut |_| Ok(()))
+            .map_err(|e| copy_error(e, reader, digest, dest));
+    };
+    let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
+    let layer_digest = digest.to_string();
+    let checker = std::thread::Builder::new()
+        .name("layer-check".into())
+        .spawn(move || check_layer(rx, &layer_digest, check))
+        .map_err(|e| Error::Usage(format!("cannot start a thread: {e}")))?;
+    let copied = dest.put_blob(digest, reader, &mut |chunk| {
+        tx.send(chunk.to_vec())
+            .map_err(|_| io::Error::other(CheckStopped))
+    });
+    drop(tx);
+    let checked = checker
+        .join()
+        .unwrap_or_else(|_| Err(Error::Usage("internal error: layer check panicked".into())));
+    match (copied, checked) {
+        // The check stopped first: its error says why.
+        (Err(CopyError::Read(e)), Err(check))
+            if crate::error::find_cause::<CheckStopped>(&e).is_some() =>
+        {
+            Err(check)
+        }
+        // Otherwise the copy stopped first (a failed download or digest,
+        // a full disk), and the check only saw the stream end.
+        (Err(e), _) => Err(copy_error(e, reader, digest, dest)),
+        (Ok(()), checked) => checked,
+    }
+}
+
+fn copy_error(
+    e: CopyError,
+    reader: &registry::BlobReader,
+    digest: &Digest,
+    dest: &LayoutWriter,
+) -> Error {
+    match e {
+        CopyError::Read(e) => reader.classify(e),
+        CopyError::Write(e) => Error::io(dest.path(), e),
+        CopyError::Tar(e) => crate::unpack::UnpackError::Tar(e).into_error(&digest.to_string()),
+    }
+}
+
+/// Decompress the layer's bytes as they arrive, walk its tar with our
+/// reader (limits included), and check its diff_id.
+fn check_layer(rx: Receiver<Vec<u8>>, digest: &str, check: LayerCheck) -> Result<()> {
+    let chunks = Chunks {
+        rx,
+        chunk: Vec::new(),
+        pos: 0,
+    };
+    let decoder =
+        LayerDecoder::new(chunks, &check.media_type, digest, check.limits).map_err(|e| {
+            Error::Integrity(crate::layer::IntegrityError::Decompress {
+                digest: digest.to_string(),
+                compression: "unknown",
+                reason: e.to_string(),
+            })
+        })?;
+    let mut hashed = Hashing {
+        inner: decoder,
+        hasher: check.diff_id.hasher(),
+    };
+    let walked = crate::tar::Reader::new(&mut hashed, check.limits).skim();
+    if let Err(e) = walked {
+        return Err(match e {
+            crate::tar::TarError::Io(io) => hashed.inner.classify(io),
+            other => crate::unpack::UnpackError::Tar(other).into_error(digest),
+        });
+    }
+    io::copy(&mut hashed, &mut io::sink()).map_err(|e| hashed.inner.classify(e))?;
+    hashed.hasher.check("layer diff_id", &check.diff_id)?;
+    Ok(())
+}
+
+/// The chunks sent by the copying thread, as a stream.
+struct Chunks {
+    rx: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                // The copying thread is done: the end of the blob.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Hashes what is read through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A writer that a failed blocking task did not give back.
+fn lost() -> Error {
+    Error::Usage("internal error: the destination was lost".into())
+}
+
+fn is_index(manifest: &RawManifest) -> bool {
+    manifest.media_type == registry::OCI_INDEX
+        || manifest.media_type == registry::DOCKER_MANIFEST_LIST
+}
+
+/// Config media types of container images (others are artifacts').
+fn is_image_config(media_type: &str) -> bool {
+    media_type == "application/vnd.oci.image.config.v1+json"
+        || media_type == "application/vnd.docker.container.image.v1+json"
+        // Older OCI manifests may leave it out.
+        || media_type.is_empty()
+}
+
+/// Layer media types that hold a tar (compressed or not), Docker's and OCI's.
+fn is_tar_layer(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs.")
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(what: &str, manifest: &RawManifest) -> Result<T> {
+    serde_json::from_slice(&manifest.bytes).map_err(|e| Error::Malformed {
+        what: what.into(),
+        digest: manifest.digest.to_string(),
+        reason: e.to_string(),
+    })
+}
