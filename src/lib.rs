@@ -270,9 +270,9 @@ pub async fn copy_image(
                 present: 0,
             }
         }
-        ImageName::Registry(_) | ImageName::Path(_) => {
+        ImageName::Registry(_) | ImageName::DockerDaemon(_) | ImageName::Path(_) => {
             return Err(Error::Usage(format!(
-                "{to}: copying to a registry is not supported yet; destinations are oci:DIR[:NAME], oci-archive:FILE[:NAME] and docker-archive:FILE[:NAME:TAG]"
+                "{to}: copying to a registry or an engine is not supported yet; destinations are oci:DIR[:NAME], oci-archive:FILE[:NAME] and docker-archive:FILE[:NAME:TAG]"
             )));
         }
     };

@@ -571,3 +571,36 @@ fn a_failed_copy_leaves_a_layout_as_it_was() {
     let out = occystrap(&["copy", &f.reference, "docker://localhost:1/x"]);
     fails_with(&out, 2, "not supported yet");
 }
+
+#[test]
+fn the_local_engine_is_a_source() {
+    ensure_dockerd();
+    let f = Fixture::new();
+    let ours = f.export("ours.tar");
+    let tag = "occystrap-daemon:v1";
+    let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
+    docker(&["load", "-i", s(&ours)]);
+    docker(&["tag", &f.reference, tag]);
+    let from_registry = f.path("from-registry");
+    bundle(&f.reference, &from_registry);
+    for name in [
+        format!("docker-daemon:{tag}"),
+        format!("docker-daemon:docker.io/library/{tag}"),
+        format!("docker-daemon:{}", f.pushed.config_digest),
+    ] {
+        let dir = f.path(&format!("b-{}", name.len()));
+        assert_eq!(bundle(&name, &dir), f.pushed.config_digest, "{name}");
+        assert!(snapshot(&from_registry.join("rootfs")) == snapshot(&dir.join("rootfs")));
+    }
+    let out = occystrap(&["inspect", "docker-daemon:occystrap-daemon:absent"]);
+    fails_with(&out, 3, "occystrap-daemon:absent");
+    docker(&["rmi", "-f", tag, &f.reference]);
+
+    let out = common::cli::command()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["inspect", "docker-daemon:busybox"])
+        .output()
+        .unwrap();
+    fails_with(&out, 5, "/nonexistent/docker.sock");
+    assert!(common::cli::stderr(&out).contains("is dockerd"));
+}

@@ -85,7 +85,12 @@ impl Files {
     /// A tar file, indexed: every header is read and checked with our tar
     /// reader (the one layers go through), and data is seeked over.
     pub fn tar(path: &Path) -> Result<Files> {
-        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        Files::tar_file(file, path)
+    }
+
+    /// Like [`Files::tar`], for a tar already open (`path` names it).
+    pub fn tar_file(mut file: File, path: &Path) -> Result<Files> {
         let length = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let mut head = [0u8; 4];
         let n = file.read(&mut head).map_err(|e| Error::io(path, e))?;

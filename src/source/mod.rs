@@ -1,17 +1,19 @@
 //! Where images come from, named as containers-transports(5) names them
 //! ([`ImageName`]): a registry ([`crate::registry`]), a `docker save`
-//! archive, an OCI layout or an `oci-archive`. A [`Source`] hands out
+//! archive, an OCI layout, an `oci-archive` or the local engine. A [`Source`] hands out
 //! manifests and blobs and decides nothing about trust: what it gives is
 //! verified by [`crate::image`] (manifests, configs) and [`crate::pull`]
 //! (blobs, diff_ids) whichever source it is.
 //!
 //! Archives are read where they lie: a tar is indexed by seeking from
 //! header to header, then each file is read at its offset; nothing is
-//! extracted or spooled.
+//! extracted or spooled. Only the engine's export stream is spooled (to
+//! an anonymous file), as its format forces: see `daemon`.
 //!
 //! Sources are an enum, not a trait object: the transports are all ours,
 //! and the registry's are async while the others are plain file reads.
 
+mod daemon;
 mod docker_archive;
 mod files;
 mod layout;
@@ -81,6 +83,11 @@ impl Source {
                     Files::dir(path)?
                 };
                 Source::Oci(local(Layout::open(files, image.as_deref())?, name, opts))
+            }
+            ImageName::DockerDaemon(image) => {
+                let spooled = daemon::export(image, &std::env::temp_dir())?;
+                let files = Files::tar_file(spooled, Path::new(&name.to_string()))?;
+                Source::DockerArchive(local(DockerArchive::open(files, None)?, name, opts))
             }
             ImageName::Path(path) => {
                 let files = files_at(path)?;

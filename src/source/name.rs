@@ -6,12 +6,19 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::digest::Digest;
 use crate::escape;
 use crate::reference::ImageRef;
 use crate::{Error, Result};
 
 /// Transports we read, as the containers tools name them.
-pub const TRANSPORTS: &[&str] = &["docker", "docker-archive", "oci", "oci-archive"];
+pub const TRANSPORTS: &[&str] = &[
+    "docker",
+    "docker-archive",
+    "oci",
+    "oci-archive",
+    "docker-daemon",
+];
 
 /// Names of transports that other tools have and we do not.
 const OTHER_TRANSPORTS: &[&str] = &["containers-storage", "dir", "sif", "ostree", "tarball"];
@@ -33,6 +40,10 @@ pub enum ImageName {
         image: Option<String>,
         archive: bool,
     },
+    /// An image of the local Docker or Podman engine, by the name the
+    /// engine knows it by (`app:ci`, `localhost:5000/x@sha256:...`) or
+    /// its ID (`sha256:...`).
+    DockerDaemon(String),
     /// A path given bare: what it is is told by its content.
     Path(PathBuf),
 }
@@ -96,9 +107,20 @@ impl ImageName {
                     });
                 }
                 "docker-daemon" => {
-                    return Err(invalid(
-                        "the docker-daemon transport is not supported yet: `docker save IMAGE -o FILE.tar` and read docker-archive:FILE.tar".into(),
-                    ));
+                    if Digest::parse(rest).is_ok() {
+                        return Ok(ImageName::DockerDaemon(rest.to_string()));
+                    }
+                    let reference: ImageRef = rest.parse()?;
+                    // The engine's own short form: its store knows
+                    // docker.io names, not registry-1.docker.io ones.
+                    let name = match (&reference.digest, reference.familiar_tagged()) {
+                        (Some(digest), _) => {
+                            format!("{}@{digest}", reference.familiar_repository())
+                        }
+                        (None, Some(tagged)) => tagged,
+                        (None, None) => reference.familiar_repository(),
+                    };
+                    return Ok(ImageName::DockerDaemon(name));
                 }
                 other if OTHER_TRANSPORTS.contains(&other) => {
                     return Err(invalid(format!(
@@ -158,6 +180,9 @@ impl fmt::Display for ImageName {
                     Some(i) => write!(f, ":{}", escape::bytes(i.as_bytes())),
                     None => Ok(()),
                 }
+            }
+            ImageName::DockerDaemon(name) => {
+                write!(f, "docker-daemon:{}", escape::bytes(name.as_bytes()))
             }
             ImageName::Path(path) => write!(f, "{}", escape::path(path)),
         }
@@ -221,8 +246,14 @@ mod tests {
             let e = ImageName::parse(bad).unwrap_err();
             assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{bad}: {e}");
         }
-        let daemon = ImageName::parse("docker-daemon:app:ci").unwrap_err();
-        assert!(daemon.to_string().contains("docker save"), "{daemon}");
+        assert_eq!(
+            ImageName::parse("docker-daemon:app:ci").unwrap(),
+            ImageName::DockerDaemon("app:ci".into())
+        );
+        assert_eq!(
+            ImageName::parse("docker-daemon:docker.io/library/busybox").unwrap(),
+            ImageName::DockerDaemon("busybox:latest".into())
+        );
     }
 
     #[test]
