@@ -191,7 +191,7 @@ pub enum Command {
         b: String,
     },
     /// Copy an image, blob for blob and every digest kept, into an OCI layout
-    /// (added to one that exists), an oci-archive or a docker-archive
+    /// (added to one that exists), an oci-archive, a docker-archive or the engine
     Copy {
         /// Copy every platform of an index (OCI layouts and archives)
         #[arg(long)]
@@ -199,7 +199,8 @@ pub enum Command {
         /// Image to copy: a reference, docker://, docker-archive:, oci:, oci-archive:
         #[arg(value_name = "SOURCE")]
         source: String,
-        /// Where to: oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:NAME:TAG]
+        /// Where to: oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:NAME:TAG],
+        /// docker-daemon:NAME:TAG
         #[arg(value_name = "DESTINATION")]
         destination: String,
     },

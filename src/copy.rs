@@ -226,10 +226,27 @@ fn write_blob(
     digest: &Digest,
     check: Option<LayerCheck>,
 ) -> Result<()> {
+    let output = dest.path().to_path_buf();
+    checked(reader, digest, check, &output, |r| dest.put_blob(digest, r))
+}
+
+/// Stream a blob (verified as it is read) through `write`; with `check`,
+/// it is also checked as a layer on a second thread. Errors are reported
+/// in the order that explains them; `output` names where `write` writes.
+fn checked<T>(
+    reader: &mut registry::BlobReader,
+    digest: &Digest,
+    check: Option<LayerCheck>,
+    output: &std::path::Path,
+    write: impl FnOnce(&mut dyn Read) -> std::result::Result<T, CopyError>,
+) -> Result<T> {
+    let error = |e: CopyError, reader: &registry::BlobReader| match e {
+        CopyError::Read(e) => reader.classify(e),
+        CopyError::Write(e) => Error::io(output, e),
+        CopyError::Tar(e) => crate::unpack::UnpackError::Tar(e).into_error(&digest.to_string()),
+    };
     let Some(check) = check else {
-        return dest
-            .put_blob(digest, reader, &mut |_| Ok(()))
-            .map_err(|e| copy_error(e, reader, digest, dest));
+        return write(reader).map_err(|e| error(e, reader));
     };
     let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
     let layer_digest = digest.to_string();
@@ -237,11 +254,10 @@ fn write_blob(
         .name("layer-check".into())
         .spawn(move || check_layer(rx, &layer_digest, check))
         .map_err(|e| Error::Usage(format!("cannot start a thread: {e}")))?;
-    let copied = dest.put_blob(digest, reader, &mut |chunk| {
-        tx.send(chunk.to_vec())
-            .map_err(|_| io::Error::other(CheckStopped))
+    let copied = write(&mut Shown {
+        inner: &mut *reader,
+        to: tx,
     });
-    drop(tx);
     let checked = checker
         .join()
         .unwrap_or_else(|_| Err(Error::Usage("internal error: layer check panicked".into())));
@@ -254,21 +270,26 @@ fn write_blob(
         }
         // Otherwise the copy stopped first (a failed download or digest,
         // a full disk), and the check only saw the stream end.
-        (Err(e), _) => Err(copy_error(e, reader, digest, dest)),
-        (Ok(()), checked) => checked,
+        (Err(e), _) => Err(error(e, reader)),
+        (Ok(value), checked) => checked.map(|()| value),
     }
 }
 
-fn copy_error(
-    e: CopyError,
-    reader: &registry::BlobReader,
-    digest: &Digest,
-    dest: &LayoutWriter,
-) -> Error {
-    match e {
-        CopyError::Read(e) => reader.classify(e),
-        CopyError::Write(e) => Error::io(dest.path(), e),
-        CopyError::Tar(e) => crate::unpack::UnpackError::Tar(e).into_error(&digest.to_string()),
+/// A reader that shows every chunk it reads to the layer check.
+struct Shown<'a, R> {
+    inner: &'a mut R,
+    to: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl<R: Read> Read for Shown<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.to
+                .send(buf[..n].to_vec())
+                .map_err(|_| io::Error::other(CheckStopped))?;
+        }
+        Ok(n)
     }
 }
 
@@ -374,4 +395,158 @@ fn parse<T: for<'de> Deserialize<'de>>(what: &str, manifest: &RawManifest) -> Re
         digest: manifest.digest.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// One file of the archive streamed into the engine.
+enum Entry {
+    /// A layer blob, as stored: the engine decompresses it itself.
+    Layer {
+        name: String,
+        reader: registry::BlobReader,
+        digest: Digest,
+        size: u64,
+        check: LayerCheck,
+    },
+    /// A zstd layer, which engines before Docker 23 cannot decompress:
+    /// decompressed here first, into a temporary file (its size must be
+    /// known before its tar header is written).
+    Inflate {
+        name: String,
+        reader: registry::BlobReader,
+        digest: Digest,
+        check: LayerCheck,
+    },
+}
+
+/// Load `image` into the local engine, tagged `tags`, streaming a `docker
+/// save` archive of it with nothing written locally (but zstd layers; see
+/// [`crate::engine`]). Every blob and layer is checked on the way, as for a
+/// layout; a failure drops the connection before the archive is complete,
+/// and the engine loads nothing. Returns what the engine said it loaded.
+pub async fn to_engine(
+    source: &Source,
+    image: &image::ResolvedImage,
+    tags: Vec<String>,
+) -> Result<String> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Entry>(1);
+    let layout = crate::export::docker_save::Layout::of(image);
+    let config = image.config_bytes.clone();
+    let manifest = layout.manifest_json(&tags);
+    let config_name = layout.config.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        crate::engine::load(|out| {
+            let engine = std::path::Path::new("docker-daemon:");
+            let failed = |e| match e {
+                CopyError::Read(e) | CopyError::Write(e) => Error::io(engine, e),
+                CopyError::Tar(e) => Error::io(engine, io::Error::other(e)),
+            };
+            append(out, &config_name, config.len() as u64, &mut &config[..]).map_err(failed)?;
+            while let Some(entry) = rx.blocking_recv() {
+                match entry {
+                    Entry::Layer {
+                        name,
+                        mut reader,
+                        digest,
+                        size,
+                        check,
+                    } => checked(&mut reader, &digest, Some(check), engine, |r| {
+                        append(out, &name, size, r)
+                    })?,
+                    Entry::Inflate {
+                        name,
+                        mut reader,
+                        digest,
+                        check,
+                    } => {
+                        let mut spool = crate::engine::anonymous_file(&std::env::temp_dir())?;
+                        let size = checked(&mut reader, &digest, Some(check), engine, |r| {
+                            // The check on the other thread holds this to
+                            // the limits: it stops the stream when they
+                            // are passed.
+                            let mut decoder =
+                                zstd::stream::read::Decoder::new(r).map_err(CopyError::Read)?;
+                            crate::export::docker_save::copy(&mut decoder, &mut spool)
+                        })?;
+                        io::Seek::rewind(&mut spool).map_err(|e| Error::io(engine, e))?;
+                        append(out, &name, size, &mut spool).map_err(failed)?;
+                    }
+                }
+            }
+            append(
+                out,
+                "manifest.json",
+                manifest.len() as u64,
+                &mut &manifest[..],
+            )
+            .and_then(|()| out.write_all(&[0u8; 1024]).map_err(CopyError::Write))
+            .map_err(failed)
+        })
+    });
+    let mut sent = std::collections::HashSet::new();
+    for (layer, name) in image.layers.iter().zip(&layout.layers) {
+        if !sent.insert(name.clone()) {
+            // The same layer twice: one file, named twice in manifest.json.
+            continue;
+        }
+        let reader = source.open_blob("layer", &layer.digest, layer.size).await?;
+        let check = LayerCheck {
+            media_type: layer.media_type.clone(),
+            diff_id: layer.diff_id.clone(),
+            limits: source.layer_limits(),
+        };
+        let zstd = matches!(
+            crate::layer::Compression::from_media_type(&layer.media_type),
+            Some(crate::layer::Compression::Zstd)
+        );
+        let entry = if zstd {
+            Entry::Inflate {
+                name: name.clone(),
+                reader,
+                digest: layer.digest.clone(),
+                check,
+            }
+        } else {
+            Entry::Layer {
+                name: name.clone(),
+                reader,
+                digest: layer.digest.clone(),
+                size: layer.size,
+                check,
+            }
+        };
+        if tx.send(entry).await.is_err() {
+            // The writer stopped: its error says why.
+            break;
+        }
+    }
+    drop(tx);
+    writer
+        .await
+        .map_err(|e| Error::Usage(format!("internal error: engine load failed: {e}")))?
+}
+
+/// One regular file of `size` bytes into a tar stream (no seeking).
+fn append(
+    out: &mut dyn io::Write,
+    name: &str,
+    size: u64,
+    data: &mut dyn Read,
+) -> std::result::Result<(), CopyError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path(name).map_err(CopyError::Write)?;
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    out.write_all(header.as_bytes()).map_err(CopyError::Write)?;
+    let copied = crate::export::docker_save::copy(data, &mut *out)?;
+    if copied != size {
+        return Err(CopyError::Read(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{copied} bytes where {size} were announced"),
+        )));
+    }
+    let pad = (512 - size % 512) % 512;
+    out.write_all(&[0u8; 512][..pad as usize])
+        .map_err(CopyError::Write)
 }

@@ -13,6 +13,7 @@ pub mod copy;
 pub mod diff;
 pub mod digest;
 pub mod encoding;
+pub mod engine;
 pub mod error;
 pub mod escape;
 pub mod export;
@@ -270,9 +271,25 @@ pub async fn copy_image(
                 present: 0,
             }
         }
-        ImageName::Registry(_) | ImageName::DockerDaemon(_) | ImageName::Path(_) => {
+        ImageName::DockerDaemon(name) => {
+            if all || digest::Digest::parse(name).is_ok() || name.contains('@') {
+                return Err(Error::Usage(format!(
+                    "{to}: an engine takes one image, tagged: docker-daemon:NAME:TAG, without --all"
+                )));
+            }
+            let (source, image) = resolve(from, opts).await?;
+            let loaded = copy::to_engine(&source, &image, vec![name.clone()]).await?;
+            tracing::info!("the engine says: {}", escape::bytes(loaded.as_bytes()));
+            copy::Copied {
+                manifest: image.manifest.clone(),
+                images: 1,
+                written: image.layers.len() + 1,
+                present: 0,
+            }
+        }
+        ImageName::Registry(_) | ImageName::Path(_) => {
             return Err(Error::Usage(format!(
-                "{to}: copying to a registry or an engine is not supported yet; destinations are oci:DIR[:NAME], oci-archive:FILE[:NAME] and docker-archive:FILE[:NAME:TAG]"
+                "{to}: copying to a registry is not supported yet; destinations are oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:NAME:TAG] and docker-daemon:NAME:TAG"
             )));
         }
     };

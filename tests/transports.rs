@@ -604,3 +604,62 @@ fn the_local_engine_is_a_source() {
     fails_with(&out, 5, "/nonexistent/docker.sock");
     assert!(common::cli::stderr(&out).contains("is dockerd"));
 }
+
+#[test]
+fn copy_into_the_engine_streams_a_load_and_loads_nothing_broken() {
+    ensure_dockerd();
+    let registry = Registry::start();
+    // gzip and zstd layers: the engine takes the first as is; the second
+    // is decompressed for engines that cannot.
+    let image = image().layer(
+        LayerSpec::new()
+            .file("zstd-file", b"z", 0o644)
+            .compression(Compression::Zstd),
+    );
+    let pushed = registry.push_image("test/load", "v1", &image);
+    let reference = registry.image_ref("test/load", "v1");
+    let tag = "occystrap-load:v1";
+    let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
+    copy(&reference, &format!("docker-daemon:{tag}"), &[]);
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", tag]);
+    assert_eq!(id.trim(), pushed.config_digest, "the registry's image ID");
+    let ran = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        tag,
+        "cat",
+        "/data/b",
+        "/zstd-file",
+    ]);
+    assert_eq!(ran, "bz");
+    docker(&["rmi", "-f", tag]);
+
+    // A layer that fails its check half way: the engine gets no image.
+    let dir = tempfile::tempdir().unwrap();
+    let extracted = dir.path().join("extracted");
+    ok(&occystrap(&["extract", &reference, s(&extracted)]));
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(extracted.join("manifest.json")).unwrap()).unwrap();
+    let last = extracted.join(manifest[0]["Layers"][3].as_str().unwrap());
+    let mut data = std::fs::read(&last).unwrap();
+    let at = data.len() - 1100;
+    data[at] ^= 1;
+    std::fs::write(&last, &data).unwrap();
+    let broken = "occystrap-load:broken";
+    let out = occystrap(&[
+        "copy",
+        &format!("docker-archive:{}", s(&extracted)),
+        &format!("docker-daemon:{broken}"),
+    ]);
+    fails_with(&out, 4, "does not match");
+    let listed = docker(&["images", "-q", broken]);
+    assert!(listed.trim().is_empty(), "loaded: {listed}");
+    let out = occystrap(&[
+        "copy",
+        &reference,
+        "docker-daemon:sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    ]);
+    fails_with(&out, 2, "docker-daemon:NAME:TAG");
+}

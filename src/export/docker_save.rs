@@ -220,7 +220,10 @@ impl<R: Read, W: Write> Read for Tee<'_, R, W> {
 }
 
 /// `io::copy`, telling read errors from write errors.
-pub fn copy(reader: &mut impl Read, out: &mut impl Write) -> Result<u64, CopyError> {
+pub fn copy(
+    reader: &mut (impl Read + ?Sized),
+    out: &mut (impl Write + ?Sized),
+) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {

@@ -12,13 +12,13 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
 use super::catalog::{DirLock, write_atomic};
-use super::docker_save::{CopyError, TarWriter};
+use super::docker_save::{self, CopyError, TarWriter};
 use crate::digest::Digest;
 use crate::escape;
 use crate::output::Staged;
@@ -122,13 +122,11 @@ impl LayoutWriter {
     }
 
     /// Write a blob, streamed from `reader` (which verifies it: a failed
-    /// check fails the read, and nothing of the blob is kept). `check`
-    /// sees every byte too (a layer's own checks).
+    /// check fails the read, and nothing of the blob is kept).
     pub fn put_blob(
         &mut self,
         digest: &Digest,
         reader: &mut dyn Read,
-        check: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     ) -> std::result::Result<(), CopyError> {
         if self.has_blob(digest) {
             return Ok(());
@@ -143,7 +141,7 @@ impl LayoutWriter {
                 let (staged, file) = Staged::file(&path)
                     .map_err(|e| CopyError::Write(std::io::Error::other(e.to_string())))?;
                 let mut out = BufWriter::with_capacity(1 << 20, file);
-                pump(reader, &mut out, check)?;
+                docker_save::copy(reader, &mut out)?;
                 out.into_inner()
                     .map_err(|e| CopyError::Write(e.into_error()))?
                     .sync_all()
@@ -154,7 +152,7 @@ impl LayoutWriter {
                 added.push(path);
             }
             Target::Tar { tar, blobs, .. } => {
-                tar.add_stream(&name, |out| pump(reader, out, check))?;
+                tar.add_stream(&name, |out| docker_save::copy(reader, out))?;
                 blobs.insert(digest.clone());
             }
         }
@@ -164,11 +162,10 @@ impl LayoutWriter {
     /// Write a small blob (a config, a manifest), verified already.
     pub fn put_bytes(&mut self, digest: &Digest, bytes: &[u8]) -> Result<()> {
         let path = self.path.clone();
-        self.put_blob(digest, &mut &bytes[..], &mut |_| Ok(()))
-            .map_err(|e| match e {
-                CopyError::Read(e) | CopyError::Write(e) => Error::io(&path, e),
-                CopyError::Tar(e) => Error::io(&path, std::io::Error::other(e)),
-            })
+        self.put_blob(digest, &mut &bytes[..]).map_err(|e| match e {
+            CopyError::Read(e) | CopyError::Write(e) => Error::io(&path, e),
+            CopyError::Tar(e) => Error::io(&path, std::io::Error::other(e)),
+        })
     }
 
     /// Add `manifest` (written with [`LayoutWriter::put_bytes`]) to
@@ -279,25 +276,4 @@ fn add_entry(index: &mut Value, entry: Value, name: Option<&str>) {
 fn to_json(value: &Value) -> Vec<u8> {
     // Serialising a Value built in memory cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
-}
-
-/// Copy `reader` to `out`, showing every byte to `check`.
-fn pump(
-    reader: &mut dyn Read,
-    out: &mut impl Write,
-    check: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
-) -> std::result::Result<u64, CopyError> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
-        check(&buf[..n]).map_err(CopyError::Read)?;
-        out.write_all(&buf[..n]).map_err(CopyError::Write)?;
-        total += n as u64;
-    }
 }

@@ -8,12 +8,11 @@
 //! Archives are read where they lie: a tar is indexed by seeking from
 //! header to header, then each file is read at its offset; nothing is
 //! extracted or spooled. Only the engine's export stream is spooled (to
-//! an anonymous file), as its format forces: see `daemon`.
+//! an anonymous file), as its format forces: see [`crate::engine`].
 //!
 //! Sources are an enum, not a trait object: the transports are all ours,
 //! and the registry's are async while the others are plain file reads.
 
-mod daemon;
 mod docker_archive;
 mod files;
 mod layout;
@@ -85,7 +84,7 @@ impl Source {
                 Source::Oci(local(Layout::open(files, image.as_deref())?, name, opts))
             }
             ImageName::DockerDaemon(image) => {
-                let spooled = daemon::export(image, &std::env::temp_dir())?;
+                let spooled = crate::engine::export(image, &std::env::temp_dir())?;
                 let files = Files::tar_file(spooled, Path::new(&name.to_string()))?;
                 Source::DockerArchive(local(DockerArchive::open(files, None)?, name, opts))
             }
