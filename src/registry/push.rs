@@ -31,7 +31,7 @@ const CONTENT_DIGEST: &str = "docker-content-digest";
 
 impl Registry {
     /// Whether the registry has this blob in this repository
-    /// (`HEAD /v2/<repo>/blobs/<digest>`).
+    /// (`HEAD /v2/<repo>/blobs/<digest>`: 200 yes, 404 no).
     pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
         let endpoint = self.push_endpoint()?;
         let described = self.describe(&digest.to_string());
@@ -51,9 +51,11 @@ impl Registry {
     }
 
     /// Ask the registry to link the blob from `from_repository` (of the
-    /// same registry) into this repository, without uploading it. `true`
-    /// when it did; `false` when it would not (it may not have the blob
-    /// there, or we may not be allowed to read it): upload it then.
+    /// same registry) into this repository, without uploading it
+    /// (`POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<repository>`).
+    /// `true` when it did (201); `false` when it would not (it may not
+    /// have the blob there, or we may not be allowed to read it): upload
+    /// it then. An upload it opened instead (202) is cancelled.
     pub async fn mount_blob(&self, digest: &Digest, from_repository: &str) -> Result<bool> {
         let endpoint = self.push_endpoint()?;
         let described = self.describe(&digest.to_string());
@@ -101,7 +103,12 @@ impl Registry {
 
     /// Upload a blob of `size` bytes that `open` reads (from the start,
     /// each time it is called: again when a transient failure restarts
-    /// the upload). Its reader is read on a blocking thread.
+    /// the upload). Its reader is read on a blocking thread, a chunk at a
+    /// time, while the chunks before are sent (one `PUT`).
+    ///
+    /// Errors: a source that is not `size` bytes long, or a registry that
+    /// states another digest for what it stored, is an integrity error;
+    /// the source's own errors are returned as they are.
     pub async fn push_blob<F>(&self, digest: &Digest, size: u64, open: F) -> Result<()>
     where
         F: Fn() -> Result<Box<dyn Read + Send>> + Send + Sync + 'static,
@@ -133,7 +140,9 @@ impl Registry {
     }
 
     /// Push `bytes`, exactly, as manifest `reference` (a tag or its
-    /// digest) of type `media_type`. Returns its digest.
+    /// digest) of type `media_type`. Returns its digest (sha256 of
+    /// `bytes`). A `reference` digest that is not the bytes', or a registry
+    /// that states another digest, is an integrity error.
     pub async fn push_manifest(
         &self,
         reference: &str,
