@@ -289,3 +289,186 @@ async fn an_upload_that_fails_starts_again() {
         Some(bytes.len().to_string().as_str())
     );
 }
+
+#[tokio::test]
+async fn pushes_ask_for_a_token_with_push_scope() {
+    let registry = Registry::start();
+    let fake = FakeServer::in_front_of(&registry);
+    fake.require_bearer("t0k3n", Some(("bob", "hunter2")));
+    let client = connect(
+        &fake.image_ref("test/token", "latest"),
+        Some(("bob", "hunter2")),
+    );
+    let bytes = b"behind a token".to_vec();
+    let digest = push(&client, &bytes).await;
+    assert!(client.has_blob(&digest).await.unwrap());
+    let served = registry.get(&format!("/v2/test/token/blobs/{digest}"), None);
+    assert_eq!(served.body, bytes);
+
+    let requests = fake.requests();
+    let token = requests
+        .iter()
+        .find(|r| r.path.starts_with("/token"))
+        .expect("a token was asked for");
+    assert!(
+        token
+            .path
+            .contains("scope=repository%3Atest%2Ftoken%3Apull%2Cpush"),
+        "{}",
+        token.path
+    );
+    let upload = requests
+        .iter()
+        .find(|r| r.method == "POST")
+        .expect("the upload was opened through the fake");
+    assert_eq!(upload.header("authorization"), Some("Bearer t0k3n"));
+}
+
+#[tokio::test]
+async fn pushes_go_to_the_registry_not_its_mirrors() {
+    let registry = Registry::start();
+    let mirror = FakeServer::start();
+    let conf = occystrap::registry::RegistriesConf::parse(
+        &format!(
+            "[[registry]]\nprefix = \"{}\"\n[[registry.mirror]]\nlocation = \"{}\"\n",
+            registry.addr, mirror.addr
+        ),
+        "test.conf",
+    )
+    .unwrap();
+    let image: ImageRef = registry.image_ref("test/mirrored", "v1").parse().unwrap();
+    let options = RegistryOptions {
+        registries_conf: conf,
+        ..Default::default()
+    };
+    let client = occystrap::Registry::connect(&image, &options).unwrap();
+    let bytes = b"not for the mirror".to_vec();
+    let digest = digest_of(&bytes);
+    assert!(!client.has_blob(&digest).await.unwrap());
+    push(&client, &bytes).await;
+    assert!(client.has_blob(&digest).await.unwrap());
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"DIGEST","size":SIZE},"layers":[]}"#;
+    let manifest = String::from_utf8_lossy(manifest)
+        .replace("DIGEST", &digest.to_string())
+        .replace("SIZE", &bytes.len().to_string());
+    client
+        .push_manifest("v1", OCI_MANIFEST, manifest.as_bytes())
+        .await
+        .unwrap();
+    let served = registry.get("/v2/test/mirrored/manifests/v1", Some(OCI_MANIFEST));
+    assert_eq!(served.body, manifest.as_bytes());
+    let asked: Vec<_> = mirror
+        .requests()
+        .into_iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(asked.is_empty(), "the mirror was asked: {asked:?}");
+}
+
+/// `len` bytes of a repeatable pattern, made as they are read.
+struct Pattern {
+    left: u64,
+    state: u64,
+}
+
+impl Read for Pattern {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        for byte in &mut buf[..n] {
+            self.state = self
+                .state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            *byte = (self.state >> 56) as u8;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A field of /proc/self/status, in KiB.
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_large_blob_streams_in_little_memory() {
+    const SIZE: u64 = 192 * 1024 * 1024;
+    let registry = Registry::start();
+    let client = connect(&registry.image_ref("test/large", "latest"), None);
+    let mut hasher = occystrap::digest::Hasher::sha256();
+    let mut pattern = Pattern {
+        left: SIZE,
+        state: 1,
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = pattern.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let digest = hasher.finish();
+
+    // Reset the peak (VmHWM) to the current resident size.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = status_kib("VmRSS:");
+    client
+        .push_blob(&digest, SIZE, || {
+            let reader: Box<dyn Read + Send> = Box::new(Pattern {
+                left: SIZE,
+                state: 1,
+            });
+            Ok(reader)
+        })
+        .await
+        .unwrap();
+    let grew = status_kib("VmHWM:").saturating_sub(before);
+    assert!(
+        grew < 64 * 1024,
+        "pushing {SIZE} bytes raised the peak by {grew} KiB"
+    );
+    assert!(client.has_blob(&digest).await.unwrap());
+    let stored = std::fs::metadata(registry.blob_path(&digest.to_string())).unwrap();
+    assert_eq!(stored.len(), SIZE);
+}
+
+#[tokio::test]
+async fn a_registry_that_states_another_digest_is_caught() {
+    let fake = FakeServer::start();
+    let other = format!("sha256:{}", "0".repeat(64));
+    let liar = || Canned::new(201, "").header("Docker-Content-Digest", &other);
+    fake.on(
+        "POST",
+        "/v2/test/liar/blobs/uploads/",
+        vec![Canned::new(202, "").header("Location", "/v2/test/liar/blobs/uploads/u1")],
+    );
+    fake.on("PUT", "/v2/test/liar/blobs/uploads/u1", vec![liar()]);
+    fake.on("PUT", "/v2/test/liar/manifests/v1", vec![liar()]);
+    let client = connect(&fake.image_ref("test/liar", "v1"), None);
+
+    let bytes = b"some blob".to_vec();
+    let digest = digest_of(&bytes);
+    let err = client
+        .push_blob(&digest, bytes.len() as u64, opener(bytes, Arc::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.to_string().contains(&digest.to_string()), "{err}");
+    assert!(err.to_string().contains(&other), "{err}");
+
+    let err = client
+        .push_manifest("v1", OCI_MANIFEST, b"{}")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.to_string().contains(&sha256_digest(b"{}")), "{err}");
+}
