@@ -4,11 +4,13 @@
 //! resume where they broke off (`blob`). Which endpoints to ask — the
 //! mirrors of registries.conf, then the registry itself — and what is
 //! blocked or insecure come from [`config`]; extra CA roots from `certs`.
+//! Pushes (`push`) go to the registry itself, never to a mirror.
 
 pub mod auth;
 mod blob;
 mod certs;
 pub mod config;
+mod push;
 mod retry;
 mod transport;
 

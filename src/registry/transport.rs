@@ -6,11 +6,12 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use oci_client::RegistryOperation;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use reqwest::StatusCode;
-use reqwest::header::{self, HeaderMap};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::Mutex;
 
@@ -36,6 +37,8 @@ struct Scheme {
     http: reqwest::Client,
     /// `{scheme}://{registry}/v2/{repository}`.
     base: String,
+    /// `base`, parsed: what `Location` headers are resolved against.
+    base_url: Url,
     /// Only for the token dance.
     oci: oci_client::Client,
 }
@@ -51,9 +54,16 @@ pub struct Transport {
     settled: AtomicBool,
     oci_ref: oci_client::Reference,
     auth: RegistryAuth,
-    /// What to authorise requests with: `None` until first needed.
-    credential: Mutex<Option<Credential>>,
+    /// What to authorise pulls with: `None` until first needed.
+    pull_credential: Mutex<Option<Credential>>,
+    /// What to authorise pushes with: a token with push scope, kept apart
+    /// so that pulls never carry more rights than they need.
+    push_credential: Mutex<Option<Credential>>,
 }
+
+/// Makes a request body: called again when a request must be sent again
+/// (a renewed credential), since a streamed body can be sent only once.
+pub type MakeBody<'a> = dyn Fn() -> reqwest::Body + Send + Sync + 'a;
 
 impl Transport {
     /// A client for `oci_ref`'s repository, reached as `security` says;
@@ -85,24 +95,52 @@ impl Transport {
             settled: AtomicBool::new(false),
             oci_ref,
             auth,
-            credential: Mutex::new(None),
+            pull_credential: Mutex::new(None),
+            push_credential: Mutex::new(None),
         })
     }
 
-    /// GET `{base}/{path}`, authorised; the response is a success (2xx).
-    /// `range_from` > 0 asks for the bytes from there on. An insecure
-    /// registry that cannot be reached over HTTPS is tried over HTTP
-    /// (until one of them answers, after which the scheme stays).
+    /// GET `{base}/{path}`, authorised for pulling; the response is a
+    /// success (2xx). `range_from` > 0 asks for the bytes from there on.
     pub async fn get(
         &self,
         path: &str,
         accept: Option<&str>,
         range_from: u64,
     ) -> Result<reqwest::Response, Failure> {
+        let mut headers = HeaderMap::new();
+        if let Some(accept) = accept {
+            headers.insert(header::ACCEPT, header_value(accept)?);
+        }
+        if range_from > 0 {
+            headers.insert(
+                header::RANGE,
+                header_value(&format!("bytes={range_from}-"))?,
+            );
+        }
+        self.request(RegistryOperation::Pull, Method::GET, path, &headers, None)
+            .await
+    }
+
+    /// `method` on `target` (a path under `{base}/`, or a URL or absolute
+    /// path such as a `Location` header), authorised for `operation`; the
+    /// response is a success (2xx). An insecure registry that cannot be
+    /// reached over HTTPS is tried over HTTP (until one of them answers,
+    /// after which the scheme stays).
+    pub async fn request(
+        &self,
+        operation: RegistryOperation,
+        method: Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: Option<&MakeBody<'_>>,
+    ) -> Result<reqwest::Response, Failure> {
         loop {
             let index = self.active.load(Ordering::Relaxed);
             let scheme = &self.schemes[index];
-            let result = self.get_with(scheme, path, accept, range_from).await;
+            let result = self
+                .request_with(scheme, operation, &method, target, headers, body)
+                .await;
             match result {
                 Err(Failure::Connection(message))
                     if index + 1 < self.schemes.len() && !self.settled.load(Ordering::Relaxed) =>
@@ -112,7 +150,9 @@ impl Transport {
                         scheme.base,
                         self.schemes[index + 1].base
                     );
-                    *self.credential.lock().await = None;
+                    // Credentials were negotiated over the scheme that failed.
+                    *self.pull_credential.lock().await = None;
+                    *self.push_credential.lock().await = None;
                     self.active.store(index + 1, Ordering::Relaxed);
                 }
                 Err(Failure::Connection(m)) => return Err(Failure::Connection(m)),
@@ -124,29 +164,33 @@ impl Transport {
         }
     }
 
-    async fn get_with(
+    async fn request_with(
         &self,
         scheme: &Scheme,
-        path: &str,
-        accept: Option<&str>,
-        range_from: u64,
+        operation: RegistryOperation,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: Option<&MakeBody<'_>>,
     ) -> Result<reqwest::Response, Failure> {
-        let url = format!("{}/{path}", scheme.base);
+        let url = scheme.url(target)?;
+        // A Location on another host gets no credentials: they are the
+        // registry's, not whoever it points us at.
+        let ours = url.origin() == scheme.base_url.origin();
         let http = &scheme.http;
         let mut renewed = false;
         loop {
-            let mut request = match self.credential(scheme, renewed).await? {
-                Credential::Anonymous => http.get(&url),
-                Credential::Bearer(token) => http.get(&url).bearer_auth(token),
-                Credential::Basic(user, password) => {
-                    http.get(&url).basic_auth(user, Some(password))
-                }
-            };
-            if let Some(accept) = accept {
-                request = request.header(header::ACCEPT, accept);
+            let mut request = http.request(method.clone(), url.clone());
+            if ours {
+                request = match self.credential(scheme, operation, renewed).await? {
+                    Credential::Anonymous => request,
+                    Credential::Bearer(token) => request.bearer_auth(token),
+                    Credential::Basic(user, password) => request.basic_auth(user, Some(password)),
+                };
             }
-            if range_from > 0 {
-                request = request.header(header::RANGE, format!("bytes={range_from}-"));
+            request = request.headers(headers.clone());
+            if let Some(body) = body {
+                request = request.body(body());
             }
             let response = request
                 .send()
@@ -155,26 +199,31 @@ impl Transport {
             match response.status() {
                 s if s.is_success() => return Ok(response),
                 // Tokens expire during long pulls: ask for a new one, once.
-                StatusCode::UNAUTHORIZED if !renewed => renewed = true,
+                StatusCode::UNAUTHORIZED if !renewed && ours => renewed = true,
                 _ => return Err(Failure::from_response(response).await),
             }
         }
     }
 
-    /// What to authorise requests with, negotiated on first use or again
-    /// when `renew` says the last one was refused.
-    async fn credential(&self, scheme: &Scheme, renew: bool) -> Result<Credential, Failure> {
-        let mut known = self.credential.lock().await;
+    /// What to authorise `operation`'s requests with, negotiated on first
+    /// use or again when `renew` says the last one was refused.
+    async fn credential(
+        &self,
+        scheme: &Scheme,
+        operation: RegistryOperation,
+        renew: bool,
+    ) -> Result<Credential, Failure> {
+        let slot = match operation {
+            RegistryOperation::Pull => &self.pull_credential,
+            RegistryOperation::Push => &self.push_credential,
+        };
+        let mut known = slot.lock().await;
         if let (Some(credential), false) = (known.as_ref(), renew) {
             return Ok(credential.clone());
         }
         let token = scheme
             .oci
-            .auth(
-                &self.oci_ref,
-                &self.auth,
-                oci_client::RegistryOperation::Pull,
-            )
+            .auth(&self.oci_ref, &self.auth, operation)
             .await
             .map_err(Failure::from_auth)?;
         let credential = match (token, &self.auth) {
@@ -238,8 +287,30 @@ impl Scheme {
                 .collect(),
             ..ClientConfig::default()
         });
-        Ok(Scheme { http, base, oci })
+        let base_url = Url::parse(&format!("{base}/")).map_err(|e| Failure::Request(chain(&e)))?;
+        Ok(Scheme {
+            http,
+            base,
+            base_url,
+            oci,
+        })
     }
+
+    /// Where `target` is: a path under the repository's base, or a
+    /// `Location` (absolute path or URL) resolved as a browser would.
+    fn url(&self, target: &str) -> Result<Url, Failure> {
+        let url = if target.starts_with('/') || target.contains("://") {
+            self.base_url.join(target)
+        } else {
+            Url::parse(&format!("{}/{target}", self.base))
+        };
+        url.map_err(|e| Failure::Protocol(format!("bad URL {target:?}: {e}")))
+    }
+}
+
+/// A header value, or why it cannot be one.
+fn header_value(value: &str) -> Result<HeaderValue, Failure> {
+    HeaderValue::from_str(value).map_err(|e| Failure::Request(format!("{value:?}: {e}")))
 }
 
 /// Each `CERTIFICATE` block of a PEM bundle on its own (oci-client reads

@@ -1,0 +1,412 @@
+//! Pushing blobs and manifests (OCI distribution spec). Pushes go to the
+//! registry itself, never to a mirror, with a token of push scope. A blob
+//! is uploaded in one PUT that streams from a reader on a blocking thread,
+//! a few chunks at a time, so memory stays flat whatever its size; an
+//! upload that fails transiently starts again from a fresh reader.
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use oci_client::RegistryOperation::Push;
+use reqwest::Method;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+
+use super::retry::{self, RetryPolicy};
+use super::transport::Failure;
+use super::{Endpoint, Registry};
+use crate::digest::Digest;
+use crate::layer::IntegrityError;
+use crate::{Error, Result};
+
+/// Bytes read from the source per chunk sent.
+const CHUNK: usize = 256 * 1024;
+/// Chunks queued between the reading thread and the connection.
+const QUEUED: usize = 4;
+/// The header in which registries state the digest of what they stored.
+const CONTENT_DIGEST: &str = "docker-content-digest";
+
+impl Registry {
+    /// Whether the registry has this blob in this repository
+    /// (`HEAD /v2/<repo>/blobs/<digest>`: 200 yes, 404 no).
+    pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        let endpoint = self.push_endpoint()?;
+        let described = self.describe(&digest.to_string());
+        let path = format!("blobs/{digest}");
+        let no_headers = HeaderMap::new();
+        let result = retry::with_retries(&endpoint.policy, &format!("blob {described}"), || {
+            endpoint
+                .transport
+                .request(Push, Method::HEAD, &path, &no_headers, None)
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(failure) if failure.is_not_found() => Ok(false),
+            Err(failure) => Err(self.map_failure(failure, "blob", &described)),
+        }
+    }
+
+    /// Ask the registry to link the blob from `from_repository` (of the
+    /// same registry) into this repository, without uploading it
+    /// (`POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<repository>`).
+    /// `true` when it did (201); `false` when it would not (it may not
+    /// have the blob there, or we may not be allowed to read it): upload
+    /// it then. An upload it opened instead (202) is cancelled.
+    pub async fn mount_blob(&self, digest: &Digest, from_repository: &str) -> Result<bool> {
+        let endpoint = self.push_endpoint()?;
+        let described = self.describe(&digest.to_string());
+        // Checked rather than escaped: it goes into a query string.
+        let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c);
+        if from_repository.is_empty() || !from_repository.chars().all(valid) {
+            return Err(Error::InvalidReference {
+                reference: from_repository.to_string(),
+                reason: "not a repository name".into(),
+            });
+        }
+        let path = format!("blobs/uploads/?mount={digest}&from={from_repository}");
+        let what = format!("mount of {described} from {from_repository}");
+        let no_headers = HeaderMap::new();
+        let result = retry::with_retries(&endpoint.policy, &what, || {
+            endpoint
+                .transport
+                .request(Push, Method::POST, &path, &no_headers, None)
+        })
+        .await;
+        let response = match result {
+            Ok(response) => response,
+            Err(failure) if failure.verdict() == retry::Verdict::Fail => {
+                tracing::debug!("{what} refused: {failure}");
+                return Ok(false);
+            }
+            Err(failure) => return Err(self.map_failure(failure, "blob", &described)),
+        };
+        if response.status() == reqwest::StatusCode::CREATED {
+            return Ok(true);
+        }
+        // It opened an upload instead: cancel it, or it lingers until the
+        // registry purges stale uploads.
+        if let Some(location) = location(&response) {
+            let cancel =
+                endpoint
+                    .transport
+                    .request(Push, Method::DELETE, &location, &no_headers, None);
+            if let Err(e) = retry::attempt(&endpoint.policy, cancel).await {
+                tracing::debug!("{what}: cancelling the upload it opened: {e}");
+            }
+        }
+        Ok(false)
+    }
+
+    /// Upload a blob of `size` bytes that `open` reads (from the start,
+    /// each time it is called: again when a transient failure restarts
+    /// the upload). Its reader is read on a blocking thread, a chunk at a
+    /// time, while the chunks before are sent (one `PUT`).
+    ///
+    /// Errors: a source that is not `size` bytes long, or a registry that
+    /// states another digest for what it stored, is an integrity error;
+    /// the source's own errors are returned as they are.
+    pub async fn push_blob<F>(&self, digest: &Digest, size: u64, open: F) -> Result<()>
+    where
+        F: Fn() -> Result<Box<dyn Read + Send>> + Send + Sync + 'static,
+    {
+        let endpoint = self.push_endpoint()?;
+        let described = self.describe(&digest.to_string());
+        let source = Source {
+            open: Arc::new(open),
+            digest: digest.clone(),
+            size,
+            described: described.clone(),
+            failed: Arc::new(Mutex::new(None)),
+        };
+        // An upload of gigabytes takes as long as it takes: what is
+        // bounded is silence (see `Silence`), not the whole attempt.
+        let policy = RetryPolicy {
+            timeout: Duration::MAX,
+            ..endpoint.policy
+        };
+        let result = retry::with_retries(&policy, &format!("upload of {described}"), || {
+            self.upload(endpoint, &source)
+        })
+        .await;
+        if let Some(error) = source.take_failure() {
+            return Err(error);
+        }
+        let response = result.map_err(|e| self.map_failure(e, "blob", &described))?;
+        self.check_stated_digest("blob", &response, digest)
+    }
+
+    /// Push `bytes`, exactly, as manifest `reference` (a tag or its
+    /// digest) of type `media_type`. Returns its digest (sha256 of
+    /// `bytes`). A `reference` digest that is not the bytes', or a registry
+    /// that states another digest, is an integrity error.
+    pub async fn push_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Digest> {
+        let endpoint = self.push_endpoint()?;
+        let digest = Digest::sha256_of(bytes);
+        if reference.contains(':') {
+            Digest::parse(reference)?.verify("manifest", bytes)?;
+        }
+        let described = self.describe(reference);
+        let mut headers = HeaderMap::new();
+        let content_type = HeaderValue::from_str(media_type).map_err(|_| {
+            Error::Usage(format!(
+                "{described}: media type {media_type:?} cannot be a header"
+            ))
+        })?;
+        headers.insert(header::CONTENT_TYPE, content_type);
+        let path = format!("manifests/{reference}");
+        let body = Bytes::copy_from_slice(bytes);
+        let make_body = || reqwest::Body::from(body.clone());
+        let response =
+            retry::with_retries(&endpoint.policy, &format!("manifest {described}"), || {
+                endpoint
+                    .transport
+                    .request(Push, Method::PUT, &path, &headers, Some(&make_body))
+            })
+            .await
+            .map_err(|e| self.map_failure(e, "manifest", &format!("{described} ({digest})")))?;
+        self.check_stated_digest("manifest", &response, &digest)?;
+        Ok(digest)
+    }
+
+    /// The registry itself (the last endpoint; the others are mirrors).
+    fn push_endpoint(&self) -> Result<&Endpoint> {
+        self.endpoints
+            .iter()
+            .rfind(|e| !e.mirror)
+            .ok_or_else(|| Error::Registry {
+                reference: self.image.to_string(),
+                message: "no registry to push to (only mirrors)".into(),
+            })
+    }
+
+    /// One upload attempt: open an upload, then PUT the whole blob to it.
+    async fn upload<F>(
+        &self,
+        endpoint: &Endpoint,
+        source: &Source<F>,
+    ) -> Result<reqwest::Response, Failure>
+    where
+        F: Fn() -> Result<Box<dyn Read + Send>> + Send + Sync + 'static,
+    {
+        let no_headers = HeaderMap::new();
+        let start =
+            endpoint
+                .transport
+                .request(Push, Method::POST, "blobs/uploads/", &no_headers, None);
+        let opened = retry::attempt(&endpoint.policy, start).await?;
+        let Some(location) = location(&opened) else {
+            return Err(Failure::Protocol(
+                "the registry opened an upload without saying where (no Location)".into(),
+            ));
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let target = format!("{location}{separator}digest={}", source.digest);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(source.size));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        let silence = Arc::new(Silence::new());
+        let make_body = || source.body(silence.clone());
+        let put =
+            endpoint
+                .transport
+                .request(Push, Method::PUT, &target, &headers, Some(&make_body));
+        let timeout = endpoint.policy.timeout;
+        let result = tokio::select! {
+            result = put => result,
+            () = silence.exceeds(timeout) => Err(Failure::Timeout(timeout)),
+        };
+        match result {
+            // Reading the blob failed here, not the network: retrying
+            // would not help (the caller reports the source's error).
+            Err(_) if source.has_failed() => {
+                Err(Failure::Request("the blob's source failed".into()))
+            }
+            other => other,
+        }
+    }
+
+    /// A `Docker-Content-Digest` answer that is not `digest` means the
+    /// registry stored something else.
+    fn check_stated_digest(
+        &self,
+        what: &'static str,
+        response: &reqwest::Response,
+        digest: &Digest,
+    ) -> Result<()> {
+        match response.headers().get(CONTENT_DIGEST) {
+            Some(stated) if stated.as_bytes() != digest.to_string().as_bytes() => {
+                Err(IntegrityError::DigestMismatch {
+                    what,
+                    expected: self.describe(&digest.to_string()),
+                    actual: crate::escape::bytes(stated.as_bytes()),
+                }
+                .into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The `Location` header of an answer, if it has a usable one.
+fn location(response: &reqwest::Response) -> Option<String> {
+    let value = response.headers().get(header::LOCATION)?.to_str().ok()?;
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// The blob being uploaded and what became of reading it.
+struct Source<F> {
+    open: Arc<F>,
+    digest: Digest,
+    size: u64,
+    /// `repo@digest`, for messages.
+    described: String,
+    /// Why reading the blob failed, if it did.
+    failed: Arc<Mutex<Option<Error>>>,
+}
+
+impl<F> Source<F>
+where
+    F: Fn() -> Result<Box<dyn Read + Send>> + Send + Sync + 'static,
+{
+    /// A request body that streams a fresh reader of the blob: a thread
+    /// reads it a chunk at a time into a short queue, so at most a few
+    /// chunks are in memory; if the request is dropped, the thread stops.
+    fn body(&self, silence: Arc<Silence>) -> reqwest::Body {
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(QUEUED);
+        let open = self.open.clone();
+        let failed = self.failed.clone();
+        let (digest, size, described) = (self.digest.clone(), self.size, self.described.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = produce(&*open, &digest, size, &described, &tx) {
+                let message = error.to_string();
+                *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+                let _ = tx.blocking_send(Err(io::Error::other(message)));
+            }
+        });
+        let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        })
+        .inspect(move |_| silence.heard());
+        reqwest::Body::wrap_stream(chunks)
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn take_failure(&self) -> Option<Error> {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Read the blob from a fresh reader into `tx`, holding it to `size`
+/// bytes. Returns early, without error, when the request went away.
+fn produce<F>(
+    open: &F,
+    digest: &Digest,
+    size: u64,
+    described: &str,
+    tx: &tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+) -> Result<()>
+where
+    F: Fn() -> Result<Box<dyn Read + Send>>,
+{
+    let mut reader = open()?;
+    let mut sent = 0u64;
+    let wrong_size = |actual| IntegrityError::SizeMismatch {
+        what: "blob",
+        digest: digest.to_string(),
+        expected: size,
+        actual,
+    };
+    loop {
+        if crate::is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        // One byte more than is left, to notice a source that is too long.
+        let left = size.saturating_add(1).saturating_sub(sent);
+        let mut buf = vec![0u8; usize::try_from(left).unwrap_or(CHUNK).min(CHUNK)];
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e, described)),
+        };
+        if n == 0 {
+            return if sent == size {
+                Ok(())
+            } else {
+                Err(wrong_size(sent).into())
+            };
+        }
+        sent += n as u64;
+        if sent > size {
+            return Err(wrong_size(sent).into());
+        }
+        buf.truncate(n);
+        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Our error for a failed read of a blob to upload: an integrity error if
+/// the source verifies what it reads, else an I/O error naming the blob.
+fn read_error(err: io::Error, described: &str) -> Error {
+    if let Some(integrity) = crate::digest::integrity_cause(&err) {
+        return Error::Integrity(integrity.clone());
+    }
+    Error::io(format!("{described} (reading it to upload)"), err)
+}
+
+/// When an upload last made progress, to tell a slow upload from one
+/// that stalled: a stalled one has sent nothing, and heard nothing, for
+/// the whole timeout.
+struct Silence {
+    start: Instant,
+    /// Milliseconds from `start` to the last chunk sent.
+    last: AtomicU64,
+}
+
+impl Silence {
+    fn new() -> Silence {
+        Silence {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn heard(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// Completes once nothing was heard for `timeout`.
+    async fn exceeds(&self, timeout: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let quiet = self.start.elapsed().saturating_sub(last);
+            if quiet >= timeout {
+                return;
+            }
+            tokio::time::sleep(timeout - quiet).await;
+        }
+    }
+}
