@@ -190,17 +190,17 @@ pub enum Command {
         /// The image compared to
         b: String,
     },
-    /// Copy an image, blob for blob and every digest kept, into an OCI layout
-    /// (added to one that exists), an oci-archive, a docker-archive or the engine
+    /// Copy an image, blob for blob and every digest kept, to a registry, an OCI
+    /// layout (added to one that exists), an oci-archive, a docker-archive or the engine
     Copy {
-        /// Copy every platform of an index (OCI layouts and archives)
+        /// Copy every platform of an index (registries, OCI layouts and archives)
         #[arg(long)]
         all: bool,
         /// Image to copy: a reference, docker://, docker-archive:, oci:, oci-archive:
         #[arg(value_name = "SOURCE")]
         source: String,
-        /// Where to: oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:NAME:TAG],
-        /// docker-daemon:NAME:TAG
+        /// Where to: docker://REF, oci:DIR[:NAME], oci-archive:FILE[:NAME],
+        /// docker-archive:FILE[:NAME:TAG], docker-daemon:NAME:TAG
         #[arg(value_name = "DESTINATION")]
         destination: String,
     },

@@ -12,6 +12,7 @@
 
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
@@ -65,17 +66,55 @@ struct Index {
     manifests: Vec<Descriptor>,
 }
 
-/// Copy the image `source` names into `dest`, and commit it.
-pub async fn to_layout(
-    source: &Source,
-    dest: LayoutWriter,
+/// Where a copy goes: a destination that stores images as they are.
+pub enum Destination {
+    /// An OCI layout or oci-archive being written.
+    Layout(LayoutWriter),
+    /// A registry's repository, and the tag (or digest) to push the image
+    /// as. Blobs it has are skipped; blobs in another repository of the
+    /// same registry that the source reads are mounted, not uploaded.
+    Registry {
+        registry: crate::registry::Registry,
+        reference: String,
+    },
+}
+
+/// Copy the image `source` names into `dest`, and commit it (a layout's
+/// `index.json`, a registry's tag).
+pub async fn copy(
+    source: Arc<Source>,
+    dest: Destination,
     platform: &Platform,
     all: bool,
 ) -> Result<Copied> {
     let top = source.top().await?;
+    let dest = match dest {
+        Destination::Layout(writer) => Dest::Layout(Some(writer)),
+        Destination::Registry {
+            registry,
+            reference,
+        } => {
+            // A mount needs the blob in another repository of the same
+            // registry: the source's.
+            let mount_from = match &*source {
+                Source::Registry(from)
+                    if from.image().registry == registry.image().registry
+                        && from.image().repository != registry.image().repository =>
+                {
+                    Some(from.image().repository.clone())
+                }
+                _ => None,
+            };
+            Dest::Registry {
+                registry,
+                reference,
+                mount_from,
+            }
+        }
+    };
     let mut copy = Copy {
-        source,
-        dest: Some(dest),
+        source: source.clone(),
+        dest,
         copied: Copied {
             manifest: top.clone(),
             images: 0,
@@ -84,7 +123,7 @@ pub async fn to_layout(
         },
     };
     let entry_platform = if !is_index(&top) {
-        copy.image(&top).await?;
+        copy.image(&top, true).await?;
         None
     } else if all {
         let index: Index = parse("index", &top)?;
@@ -98,45 +137,56 @@ pub async fn to_layout(
                     reason: "an index nested in an index is not supported".into(),
                 });
             }
-            copy.image(&manifest).await?;
+            copy.image(&manifest, false).await?;
         }
-        copy.dest()?.put_bytes(&top.digest, &top.bytes)?;
+        if let Dest::Layout(_) = copy.dest {
+            copy.layout()?.put_bytes(&top.digest, &top.bytes)?;
+        }
         None
     } else {
-        let resolved = image::resolve(source, platform).await?;
+        let resolved = image::resolve(&source, platform).await?;
         let index: Index = parse("index", &top)?;
         let entry = index
             .manifests
             .into_iter()
             .find(|m| m.digest == resolved.manifest.digest.to_string())
             .and_then(|m| m.platform);
-        copy.image(&resolved.manifest).await?;
+        copy.image(&resolved.manifest, true).await?;
         copy.copied.manifest = resolved.manifest;
         entry
     };
-    let Copy { dest, copied, .. } = copy;
-    let dest = dest.ok_or_else(lost)?;
-    let manifest = copied.manifest.clone();
-    tokio::task::spawn_blocking(move || dest.commit(&manifest, entry_platform))
-        .await
-        .map_err(|e| Error::Usage(format!("internal error: commit failed: {e}")))??;
-    Ok(copied)
+    copy.commit(entry_platform).await?;
+    Ok(copy.copied)
 }
 
-struct Copy<'a> {
-    source: &'a Source,
+/// The destination as a copy holds it.
+enum Dest {
     /// Away while a blocking thread writes to it.
-    dest: Option<LayoutWriter>,
+    Layout(Option<LayoutWriter>),
+    Registry {
+        registry: crate::registry::Registry,
+        reference: String,
+        mount_from: Option<String>,
+    },
+}
+
+struct Copy {
+    source: Arc<Source>,
+    dest: Dest,
     copied: Copied,
 }
 
-impl Copy<'_> {
-    fn dest(&mut self) -> Result<&mut LayoutWriter> {
-        self.dest.as_mut().ok_or_else(lost)
+impl Copy {
+    fn layout(&mut self) -> Result<&mut LayoutWriter> {
+        match &mut self.dest {
+            Dest::Layout(writer) => writer.as_mut().ok_or_else(lost),
+            Dest::Registry { .. } => Err(lost()),
+        }
     }
 
-    /// One image: config, layers, then its manifest.
-    async fn image(&mut self, manifest: &RawManifest) -> Result<()> {
+    /// One image: config, layers, then its manifest (but a registry's
+    /// root, pushed by tag at the end).
+    async fn image(&mut self, manifest: &RawManifest, root: bool) -> Result<()> {
         let parsed: Manifest = parse("manifest", manifest)?;
         let config_digest = Digest::parse(&parsed.config.digest)?;
         let config = self
@@ -148,8 +198,6 @@ impl Copy<'_> {
                 registry::CONFIG_LIMIT,
             )
             .await?;
-        self.count(&config_digest)?;
-        self.dest()?.put_bytes(&config_digest, &config)?;
         // Layers of an image are checked as layers; an artifact's blobs
         // (signatures, SBOMs) by their digests alone.
         let diff_ids = if is_image_config(&parsed.config.media_type) {
@@ -159,9 +207,12 @@ impl Copy<'_> {
         } else {
             None
         };
+        if !self.present(&config_digest).await? {
+            self.put_bytes(&config_digest, config).await?;
+        }
         for (i, layer) in parsed.layers.iter().enumerate() {
             let digest = Digest::parse(&layer.digest)?;
-            if self.count(&digest)? {
+            if self.present(&digest).await? {
                 continue;
             }
             let check = diff_ids
@@ -175,14 +226,40 @@ impl Copy<'_> {
                 });
             self.blob(&digest, layer.size, check).await?;
         }
-        self.dest()?.put_bytes(&manifest.digest, &manifest.bytes)?;
+        match &self.dest {
+            Dest::Registry { .. } if root => {}
+            Dest::Registry { registry, .. } => {
+                let reference = manifest.digest.to_string();
+                registry
+                    .push_manifest(&reference, &manifest.media_type, &manifest.bytes)
+                    .await?;
+            }
+            Dest::Layout(_) => {
+                self.layout()?
+                    .put_bytes(&manifest.digest, &manifest.bytes)?;
+            }
+        }
         self.copied.images += 1;
         Ok(())
     }
 
-    /// Count a blob as present or to write; true if present.
-    fn count(&mut self, digest: &Digest) -> Result<bool> {
-        let present = self.dest()?.has_blob(digest);
+    /// Whether the destination has the blob (or got it by a mount);
+    /// counted either way.
+    async fn present(&mut self, digest: &Digest) -> Result<bool> {
+        let present = match &mut self.dest {
+            Dest::Layout(_) => self.layout()?.has_blob(digest),
+            Dest::Registry {
+                registry,
+                mount_from,
+                ..
+            } => {
+                registry.has_blob(digest).await?
+                    || match mount_from {
+                        Some(from) => registry.mount_blob(digest, from).await?,
+                        None => false,
+                    }
+            }
+        };
         if present {
             self.copied.present += 1;
         } else {
@@ -191,10 +268,49 @@ impl Copy<'_> {
         Ok(present)
     }
 
+    /// A small blob, verified already.
+    async fn put_bytes(&mut self, digest: &Digest, bytes: Vec<u8>) -> Result<()> {
+        match &mut self.dest {
+            Dest::Layout(_) => self.layout()?.put_bytes(digest, &bytes),
+            Dest::Registry { registry, .. } => {
+                let bytes = Arc::new(bytes);
+                let size = bytes.len() as u64;
+                registry
+                    .push_blob(digest, size, move || {
+                        Ok(Box::new(io::Cursor::new(bytes.clone().to_vec())))
+                    })
+                    .await
+            }
+        }
+    }
+
     async fn blob(&mut self, digest: &Digest, size: u64, check: Option<LayerCheck>) -> Result<()> {
+        if let Dest::Registry { registry, .. } = &self.dest {
+            // Each attempt of the upload reads the blob afresh, checked
+            // again; the check's own error is kept to be reported.
+            let failure = Arc::new(Mutex::new(None));
+            let (source, handle) = (self.source.clone(), tokio::runtime::Handle::current());
+            let (d, slot) = (digest.clone(), failure.clone());
+            let open = move || -> Result<Box<dyn Read + Send>> {
+                let reader = handle.block_on(source.open_blob("layer", &d, size))?;
+                Ok(match check.clone() {
+                    Some(check) => Box::new(Withheld::start(reader, &d, check, slot.clone())?),
+                    None => Box::new(reader),
+                })
+            };
+            let pushed = registry.push_blob(digest, size, open).await;
+            let check_failure = failure.lock().ok().and_then(|mut f| f.take());
+            return match (pushed, check_failure) {
+                (Err(_), Some(e)) => Err(e),
+                (pushed, _) => pushed,
+            };
+        }
         let mut reader = self.source.open_blob("layer", digest, size).await?;
         // The writer moves to a blocking thread and back.
-        let mut dest = self.dest.take().ok_or_else(lost)?;
+        let mut dest = match &mut self.dest {
+            Dest::Layout(writer) => writer.take().ok_or_else(lost)?,
+            Dest::Registry { .. } => return Err(lost()),
+        };
         let digest = digest.clone();
         let (dest, result) = tokio::task::spawn_blocking(move || {
             let result = write_blob(&mut dest, &mut reader, &digest, check);
@@ -202,8 +318,146 @@ impl Copy<'_> {
         })
         .await
         .map_err(|e| Error::Usage(format!("internal error: blob copy failed: {e}")))?;
-        self.dest = Some(dest);
+        self.dest = Dest::Layout(Some(dest));
         result
+    }
+
+    /// Make the copy appear: the layout's index, the registry's tag.
+    async fn commit(&mut self, platform: Option<serde_json::Value>) -> Result<()> {
+        let manifest = self.copied.manifest.clone();
+        match &mut self.dest {
+            Dest::Layout(writer) => {
+                let writer = writer.take().ok_or_else(lost)?;
+                tokio::task::spawn_blocking(move || writer.commit(&manifest, platform))
+                    .await
+                    .map_err(|e| Error::Usage(format!("internal error: commit failed: {e}")))?
+            }
+            Dest::Registry {
+                registry,
+                reference,
+                ..
+            } => {
+                registry
+                    .push_manifest(reference, &manifest.media_type, &manifest.bytes)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A layer blob's reader for an upload, whose last chunk is given only
+/// once the layer check on a second thread has passed: the registry never
+/// receives the whole of a layer that fails it. The check's error goes to
+/// `failure`, for the copy to report.
+struct Withheld {
+    inner: registry::BlobReader,
+    to: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    checker: Option<std::thread::JoinHandle<Result<()>>>,
+    failure: Arc<Mutex<Option<Error>>>,
+    current: Vec<u8>,
+    pos: usize,
+    next: Option<Vec<u8>>,
+    ended: bool,
+}
+
+impl Withheld {
+    fn start(
+        inner: registry::BlobReader,
+        digest: &Digest,
+        check: LayerCheck,
+        failure: Arc<Mutex<Option<Error>>>,
+    ) -> Result<Withheld> {
+        let (to, rx) = sync_channel::<Vec<u8>>(DEPTH);
+        let layer_digest = digest.to_string();
+        let checker = std::thread::Builder::new()
+            .name("layer-check".into())
+            .spawn(move || check_layer(rx, &layer_digest, check))
+            .map_err(|e| Error::Usage(format!("cannot start a thread: {e}")))?;
+        Ok(Withheld {
+            inner,
+            to: Some(to),
+            checker: Some(checker),
+            failure,
+            current: Vec::new(),
+            pos: 0,
+            next: None,
+            ended: false,
+        })
+    }
+
+    /// The next chunk of the blob (empty at its verified end), shown to
+    /// the check.
+    fn fill(&mut self) -> io::Result<Vec<u8>> {
+        let mut chunk = vec![0u8; 256 * 1024];
+        let n = loop {
+            match self.inner.read(&mut chunk) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other?,
+            }
+        };
+        chunk.truncate(n);
+        if n > 0
+            && let Some(to) = &self.to
+            && to.send(chunk.clone()).is_err()
+        {
+            self.verdict()?;
+        }
+        Ok(chunk)
+    }
+
+    /// Wait for the check's verdict (once).
+    fn verdict(&mut self) -> io::Result<()> {
+        self.to = None;
+        let Some(checker) = self.checker.take() else {
+            return Ok(());
+        };
+        let result = checker
+            .join()
+            .unwrap_or_else(|_| Err(Error::Usage("internal error: layer check panicked".into())));
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let message = e.to_string();
+                if let Ok(mut slot) = self.failure.lock() {
+                    *slot = Some(e);
+                }
+                Err(io::Error::other(message))
+            }
+        }
+    }
+}
+
+impl Read for Withheld {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.pos < self.current.len() {
+                let n = buf.len().min(self.current.len() - self.pos);
+                buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            if self.ended {
+                return Ok(0);
+            }
+            let chunk = match self.next.take() {
+                Some(chunk) => chunk,
+                None => self.fill()?,
+            };
+            if chunk.is_empty() {
+                self.ended = true;
+                self.verdict()?;
+                return Ok(0);
+            }
+            let following = self.fill()?;
+            if following.is_empty() {
+                // `chunk` is the last: it goes only with the check passed.
+                self.verdict()?;
+            }
+            self.next = Some(following);
+            self.current = chunk;
+            self.pos = 0;
+        }
     }
 }
 
@@ -214,6 +468,7 @@ impl Copy<'_> {
 struct CheckStopped;
 
 /// What a layer is checked against besides its digest.
+#[derive(Clone)]
 struct LayerCheck {
     media_type: String,
     diff_id: Digest,

@@ -224,12 +224,14 @@ pub async fn extract_image(
     Ok(image)
 }
 
-/// Copy the image `from` names to `to`, which stores images: an OCI layout
-/// (`oci:DIR[:NAME]`, new or added to) or archive (`oci-archive:`), blob for
-/// blob, every digest preserved and every blob and layer verified on the
-/// way (see [`copy`]); or a docker-archive (`docker-archive:FILE[:REF]`),
-/// which is [`export_tarball`] tagged `REF`. With `all`, an index is copied
-/// whole (layouts only); otherwise the platform's image.
+/// Copy the image `from` names to `to`: a registry (`docker://REF`, a
+/// push), an OCI layout (`oci:DIR[:NAME]`, new or added to) or archive
+/// (`oci-archive:`), blob for blob, every digest preserved and every blob
+/// and layer verified on the way (see [`copy`]); a docker-archive
+/// (`docker-archive:FILE[:REF]`), which is [`export_tarball`] tagged `REF`;
+/// or the local engine (`docker-daemon:NAME:TAG`, see
+/// [`copy::to_engine`]). With `all`, an index is copied whole (registries
+/// and layouts); otherwise the platform's image.
 pub async fn copy_image(
     from: &ImageName,
     to: &ImageName,
@@ -244,7 +246,16 @@ pub async fn copy_image(
         } => {
             let source = Source::open(from, &opts.registry)?;
             let dest = export::oci_layout::LayoutWriter::create(path, *archive, image.clone())?;
-            copy::to_layout(&source, dest, &opts.platform, all).await?
+            let dest = copy::Destination::Layout(dest);
+            copy::copy(std::sync::Arc::new(source), dest, &opts.platform, all).await?
+        }
+        ImageName::Registry(reference) => {
+            let source = Source::open(from, &opts.registry)?;
+            let dest = copy::Destination::Registry {
+                registry: Registry::connect(reference, &opts.registry)?,
+                reference: reference.reference_string().to_string(),
+            };
+            copy::copy(std::sync::Arc::new(source), dest, &opts.platform, all).await?
         }
         ImageName::DockerArchive { path, image } => {
             if all {
@@ -287,9 +298,9 @@ pub async fn copy_image(
                 present: 0,
             }
         }
-        ImageName::Registry(_) | ImageName::Path(_) => {
+        ImageName::Path(_) => {
             return Err(Error::Usage(format!(
-                "{to}: copying to a registry is not supported yet; destinations are oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:NAME:TAG] and docker-daemon:NAME:TAG"
+                "{to}: name the destination's transport: docker://REF, oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:NAME:TAG] or docker-daemon:NAME:TAG"
             )));
         }
     };

@@ -74,7 +74,7 @@ fn s(p: &Path) -> &str {
 }
 
 struct Fixture {
-    _registry: Registry,
+    registry: Registry,
     pushed: PushedImage,
     reference: String,
     dir: tempfile::TempDir,
@@ -86,7 +86,7 @@ impl Fixture {
         let pushed = registry.push_image("test/app", "v1", &image());
         let reference = registry.image_ref("test/app", "v1");
         Fixture {
-            _registry: registry,
+            registry,
             pushed,
             reference,
             dir: tempfile::tempdir().unwrap(),
@@ -568,8 +568,14 @@ fn a_failed_copy_leaves_a_layout_as_it_was() {
     // Not a layout: refused, untouched.
     let out = occystrap(&["copy", &f.reference, &format!("oci:{}", s(&extracted))]);
     fails_with(&out, 2, "not an OCI image layout");
-    let out = occystrap(&["copy", &f.reference, "docker://localhost:1/x"]);
-    fails_with(&out, 2, "not supported yet");
+    let out = occystrap(&[
+        "--retries",
+        "0",
+        "copy",
+        &f.reference,
+        "docker://localhost:1/x",
+    ]);
+    fails_with(&out, 5, "localhost:1/x");
 }
 
 #[test]
@@ -662,4 +668,94 @@ fn copy_into_the_engine_streams_a_load_and_loads_nothing_broken() {
         "docker-daemon:sha256:0000000000000000000000000000000000000000000000000000000000000000",
     ]);
     fails_with(&out, 2, "docker-daemon:NAME:TAG");
+}
+
+#[test]
+fn copy_pushes_to_a_registry_with_digests_kept_and_nothing_broken_tagged() {
+    let f = Fixture::new();
+    let mirror = Registry::start();
+
+    // Registry to registry: the same manifest, byte for byte.
+    let to = mirror.image_ref("mirror/app", "v1");
+    let result = copy(&f.reference, &format!("docker://{to}"), &[]);
+    assert_eq!(result["manifestDigest"], f.pushed.manifest_digest.as_str());
+    let served = mirror.get(
+        "/v2/mirror/app/manifests/v1",
+        Some(&f.pushed.manifest_media_type),
+    );
+    assert_eq!(served.status, 200);
+    assert_eq!(served.body, f.pushed.manifest_bytes);
+    let again = copy(&f.reference, &format!("docker://{to}"), &[]);
+    assert_eq!(again["blobsWritten"], 0, "the registry had them: {again}");
+    let dir = f.path("from-mirror");
+    assert_eq!(bundle(&to, &dir), f.pushed.config_digest);
+
+    // Within one registry, blobs are mounted from the source repository.
+    let sibling = f.reference.replace("test/app:v1", "test/sibling:v1");
+    let mounted = copy(&f.reference, &sibling, &[]);
+    assert_eq!(mounted["blobsWritten"], 0, "mounted: {mounted}");
+    assert_eq!(bundle(&sibling, &f.path("sibling")), f.pushed.config_digest);
+
+    // An archive carried in, pushed: it bundles from there as it was.
+    let ours = f.export("ours.tar");
+    let carried = mirror.image_ref("carried/app", "v1");
+    copy(&format!("docker-archive:{}", s(&ours)), &carried, &[]);
+    let from_carried = f.path("from-carried");
+    assert_eq!(bundle(&carried, &from_carried), f.pushed.config_digest);
+    assert!(snapshot(&dir.join("rootfs")) == snapshot(&from_carried.join("rootfs")));
+
+    // A layer whose blob is sound but whose diff_id is not what the
+    // config says: no tag, and not even the blob reaches the registry.
+    let lying = image().edit_config(|c| {
+        c["rootfs"]["diff_ids"][2] = Value::from(format!("sha256:{}", "0".repeat(64)));
+    });
+    let pushed = f.registry.push_image("test/lying", "v1", &lying);
+    let broken = mirror.image_ref("broken/app", "v1");
+    let out = occystrap(&["copy", &f.registry.image_ref("test/lying", "v1"), &broken]);
+    fails_with(&out, 4, "diff_id");
+    let tag = mirror.get(
+        "/v2/broken/app/manifests/v1",
+        Some(&pushed.manifest_media_type),
+    );
+    assert_eq!(tag.status, 404, "tagged anyway");
+    let blob = mirror.get(
+        &format!("/v2/broken/app/blobs/{}", pushed.layer_digests[2]),
+        None,
+    );
+    assert_eq!(
+        blob.status, 404,
+        "the failed layer's blob reached the registry"
+    );
+    let sound = mirror.get(
+        &format!("/v2/broken/app/blobs/{}", pushed.layer_digests[0]),
+        None,
+    );
+    assert_eq!(sound.status, 200, "the control: a sound layer did");
+}
+
+#[test]
+fn copy_all_pushes_an_index_whole() {
+    let registry = Registry::start();
+    let amd = registry.push_image("test/multi", "", &image().platform("linux/amd64"));
+    let arm = registry.push_image("test/multi", "", &image().platform("linux/arm64/v8"));
+    let index_digest = registry.push_index(
+        "test/multi",
+        "v1",
+        Format::Oci,
+        &[
+            (PlatformSpec::parse("linux/amd64"), &amd),
+            (PlatformSpec::parse("linux/arm64/v8"), &arm),
+        ],
+    );
+    let mirror = Registry::start();
+    let to = mirror.image_ref("mirror/multi", "v1");
+    let result = copy(&registry.image_ref("test/multi", "v1"), &to, &["--all"]);
+    assert_eq!(result["manifestDigest"], index_digest.as_str());
+    for (platform, pushed) in [("linux/amd64", &amd), ("linux/arm64", &arm)] {
+        let out = occystrap(&["--format", "json", "--platform", platform, "inspect", &to]);
+        ok(&out);
+        let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(inspected["indexDigest"], index_digest.as_str());
+        assert_eq!(inspected["manifestDigest"], pushed.manifest_digest.as_str());
+    }
 }
