@@ -196,6 +196,10 @@ pub enum Command {
         /// Copy every platform of an index (registries, OCI layouts and archives)
         #[arg(long)]
         all: bool,
+        /// Recompress layers (new layer and manifest digests; image IDs stay):
+        /// gzip, zstd or none; by default each keeps its compression and digest
+        #[arg(long, value_name = "gzip|zstd|none", value_parser = ["gzip", "zstd", "none"])]
+        dest_compress: Option<String>,
         /// Image to copy: a reference, docker://, docker-archive:, oci:, oci-archive:
         #[arg(value_name = "SOURCE")]
         source: String,

@@ -10,7 +10,7 @@
 //! and the index last; otherwise the platform's image is picked from it,
 //! as for a bundle.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +20,7 @@ use crate::digest::{Digest, Hasher};
 use crate::export::docker_save::CopyError;
 use crate::export::oci_layout::LayoutWriter;
 use crate::image;
-use crate::layer::{LayerDecoder, LayerLimits};
+use crate::layer::{Compression, LayerDecoder, LayerLimits};
 use crate::platform::Platform;
 use crate::registry::{self, RawManifest};
 use crate::source::Source;
@@ -79,13 +79,27 @@ pub enum Destination {
     },
 }
 
+/// How to copy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyOptions {
+    /// Copy an index whole (every platform), not the platform's image.
+    pub all: bool,
+    /// Recompress layers that are not so already (`None`: keep each
+    /// layer's compression, and every digest). Recompressed layers get new
+    /// digests, so their manifests (and an index over them) are rewritten
+    /// and get new digests too; configs, and so image IDs, are unchanged.
+    /// gzip at level 6 and zstd at level 3, without timestamps, so the same
+    /// input gives the same bytes.
+    pub compress: Option<Compression>,
+}
+
 /// Copy the image `source` names into `dest`, and commit it (a layout's
 /// `index.json`, a registry's tag).
 pub async fn copy(
     source: Arc<Source>,
     dest: Destination,
     platform: &Platform,
-    all: bool,
+    options: CopyOptions,
 ) -> Result<Copied> {
     let top = source.top().await?;
     let dest = match dest {
@@ -115,6 +129,7 @@ pub async fn copy(
     let mut copy = Copy {
         source: source.clone(),
         dest,
+        compress: options.compress,
         copied: Copied {
             manifest: top.clone(),
             images: 0,
@@ -123,10 +138,11 @@ pub async fn copy(
         },
     };
     let entry_platform = if !is_index(&top) {
-        copy.image(&top, true).await?;
+        copy.copied.manifest = copy.image(&top, true).await?;
         None
-    } else if all {
+    } else if options.all {
         let index: Index = parse("index", &top)?;
+        let mut rewritten = Vec::new();
         for child in &index.manifests {
             let digest = Digest::parse(&child.digest)?;
             let manifest = source.manifest(&digest).await?;
@@ -137,11 +153,20 @@ pub async fn copy(
                     reason: "an index nested in an index is not supported".into(),
                 });
             }
-            copy.image(&manifest, false).await?;
+            let written = copy.image(&manifest, false).await?;
+            if written.digest != digest {
+                rewritten.push((digest, written));
+            }
         }
+        let top = if rewritten.is_empty() {
+            top
+        } else {
+            rewrite(&top, "manifests", &rewritten)?
+        };
         if let Dest::Layout(_) = copy.dest {
             copy.layout()?.put_bytes(&top.digest, &top.bytes)?;
         }
+        copy.copied.manifest = top;
         None
     } else {
         let resolved = image::resolve(&source, platform).await?;
@@ -151,8 +176,7 @@ pub async fn copy(
             .into_iter()
             .find(|m| m.digest == resolved.manifest.digest.to_string())
             .and_then(|m| m.platform);
-        copy.image(&resolved.manifest, true).await?;
-        copy.copied.manifest = resolved.manifest;
+        copy.copied.manifest = copy.image(&resolved.manifest, true).await?;
         entry
     };
     copy.commit(entry_platform).await?;
@@ -173,6 +197,7 @@ enum Dest {
 struct Copy {
     source: Arc<Source>,
     dest: Dest,
+    compress: Option<Compression>,
     copied: Copied,
 }
 
@@ -185,8 +210,9 @@ impl Copy {
     }
 
     /// One image: config, layers, then its manifest (but a registry's
-    /// root, pushed by tag at the end).
-    async fn image(&mut self, manifest: &RawManifest, root: bool) -> Result<()> {
+    /// root, pushed by tag at the end). Returns the manifest as written
+    /// (rewritten if layers were recompressed).
+    async fn image(&mut self, manifest: &RawManifest, root: bool) -> Result<RawManifest> {
         let parsed: Manifest = parse("manifest", manifest)?;
         let config_digest = Digest::parse(&parsed.config.digest)?;
         let config = self
@@ -210,11 +236,9 @@ impl Copy {
         if !self.present(&config_digest).await? {
             self.put_bytes(&config_digest, config).await?;
         }
+        let mut recompressed = Vec::new();
         for (i, layer) in parsed.layers.iter().enumerate() {
             let digest = Digest::parse(&layer.digest)?;
-            if self.present(&digest).await? {
-                continue;
-            }
             let check = diff_ids
                 .as_ref()
                 .and_then(|l| l.get(i))
@@ -224,8 +248,29 @@ impl Copy {
                     diff_id: l.diff_id.clone(),
                     limits: self.source.layer_limits(),
                 });
+            let target = self
+                .compress
+                .filter(|c| Compression::from_media_type(&layer.media_type) != Some(*c));
+            if let (Some(target), Some(check)) = (target, &check) {
+                let media_type = layer_media_type(target, &manifest.media_type)?;
+                let (spool, new_digest, size) =
+                    self.recompress(&digest, layer.size, check, target).await?;
+                if !self.present(&new_digest).await? {
+                    self.put_file(&new_digest, size, spool).await?;
+                }
+                recompressed.push((i, media_type, new_digest, size));
+                continue;
+            }
+            if self.present(&digest).await? {
+                continue;
+            }
             self.blob(&digest, layer.size, check).await?;
         }
+        let manifest = if recompressed.is_empty() {
+            manifest.clone()
+        } else {
+            with_layers(manifest, &recompressed)?
+        };
         match &self.dest {
             Dest::Registry { .. } if root => {}
             Dest::Registry { registry, .. } => {
@@ -240,7 +285,49 @@ impl Copy {
             }
         }
         self.copied.images += 1;
-        Ok(())
+        Ok(manifest)
+    }
+
+    /// A layer decompressed, checked (diff_id, our tar reader, limits) and
+    /// compressed again as `target`, into an anonymous temporary file:
+    /// its new digest and size.
+    async fn recompress(
+        &self,
+        digest: &Digest,
+        size: u64,
+        check: &LayerCheck,
+        target: Compression,
+    ) -> Result<(std::fs::File, Digest, u64)> {
+        let reader = self.source.open_blob("layer", digest, size).await?;
+        let (digest, check) = (digest.clone(), check.clone());
+        tokio::task::spawn_blocking(move || recompress(reader, &digest, &check, target))
+            .await
+            .map_err(|e| Error::Usage(format!("internal error: recompression failed: {e}")))?
+    }
+
+    /// A blob from a local file (a recompressed layer), verified already.
+    async fn put_file(&mut self, digest: &Digest, size: u64, file: std::fs::File) -> Result<()> {
+        match &mut self.dest {
+            Dest::Layout(_) => {
+                let dest = self.layout()?;
+                let path = dest.path().to_path_buf();
+                let mut file = file;
+                dest.put_blob(digest, &mut file).map_err(|e| match e {
+                    CopyError::Read(e) | CopyError::Write(e) => Error::io(&path, e),
+                    CopyError::Tar(e) => Error::io(&path, io::Error::other(e)),
+                })
+            }
+            Dest::Registry { registry, .. } => {
+                let file = Arc::new(file);
+                registry
+                    .push_blob(digest, size, move || {
+                        let mut again = file.try_clone().map_err(|e| Error::io("(spool)", e))?;
+                        io::Seek::rewind(&mut again).map_err(|e| Error::io("(spool)", e))?;
+                        Ok(Box::new(again))
+                    })
+                    .await
+            }
+        }
     }
 
     /// Whether the destination has the blob (or got it by a mount);
@@ -804,4 +891,147 @@ fn append(
     let pad = (512 - size % 512) % 512;
     out.write_all(&[0u8; 512][..pad as usize])
         .map_err(CopyError::Write)
+}
+
+/// Decompress, check and compress again (see [`Copy::recompress`]).
+fn recompress(
+    reader: registry::BlobReader,
+    digest: &Digest,
+    check: &LayerCheck,
+    target: Compression,
+) -> Result<(std::fs::File, Digest, u64)> {
+    let shown = digest.to_string();
+    let decoder = LayerDecoder::new(reader, &check.media_type, &shown, check.limits)
+        .map_err(|e| crate::layer::classify_read_error(e, &shown, Compression::None))?;
+    let mut hashed = Hashing {
+        inner: decoder,
+        hasher: check.diff_id.hasher(),
+    };
+    let tmp = std::env::temp_dir();
+    let mut spool = crate::engine::anonymous_file(&tmp)?;
+    let written = {
+        let out = io::BufWriter::with_capacity(1 << 20, &mut spool);
+        let limits = check.limits;
+        match target {
+            Compression::Gzip => {
+                let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+                crate::export::docker_save::copy_layer(&mut hashed, &mut encoder, limits).and_then(
+                    |_| {
+                        encoder
+                            .finish()
+                            .and_then(|mut o| o.flush())
+                            .map_err(CopyError::Write)
+                    },
+                )
+            }
+            Compression::Zstd => {
+                let mut encoder = zstd::Encoder::new(out, 3).map_err(|e| Error::io(&tmp, e))?;
+                crate::export::docker_save::copy_layer(&mut hashed, &mut encoder, limits).and_then(
+                    |_| {
+                        encoder
+                            .finish()
+                            .and_then(|mut o| o.flush())
+                            .map_err(CopyError::Write)
+                    },
+                )
+            }
+            Compression::None => {
+                let mut out = out;
+                crate::export::docker_save::copy_layer(&mut hashed, &mut out, limits)
+                    .and_then(|_| out.flush().map_err(CopyError::Write))
+            }
+        }
+    };
+    let Hashing { inner, hasher } = hashed;
+    match written {
+        Ok(()) => {}
+        Err(CopyError::Read(e)) => return Err(inner.classify(e)),
+        Err(CopyError::Write(e)) => return Err(Error::io(&tmp, e)),
+        Err(CopyError::Tar(e)) => return Err(crate::unpack::UnpackError::Tar(e).into_error(&shown)),
+    }
+    inner.finish()?;
+    hasher.check("layer diff_id", &check.diff_id)?;
+    io::Seek::rewind(&mut spool).map_err(|e| Error::io(&tmp, e))?;
+    let mut sha = Hasher::sha256();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = spool.read(&mut buf).map_err(|e| Error::io(&tmp, e))?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        size += n as u64;
+    }
+    io::Seek::rewind(&mut spool).map_err(|e| Error::io(&tmp, e))?;
+    Ok((spool, sha.finish(), size))
+}
+
+/// The layer media type for `compression` in a manifest of `manifest_type`.
+fn layer_media_type(compression: Compression, manifest_type: &str) -> Result<String> {
+    let docker = manifest_type == registry::DOCKER_MANIFEST;
+    Ok(match (compression, docker) {
+        (Compression::Gzip, false) => "application/vnd.oci.image.layer.v1.tar+gzip",
+        (Compression::Zstd, false) => "application/vnd.oci.image.layer.v1.tar+zstd",
+        (Compression::None, false) => "application/vnd.oci.image.layer.v1.tar",
+        (Compression::Gzip, true) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        (Compression::None, true) => "application/vnd.docker.image.rootfs.diff.tar",
+        (Compression::Zstd, true) => {
+            return Err(Error::Usage(
+                "--dest-compress zstd: Docker's manifests have no zstd layers; only images with OCI manifests can be recompressed to zstd".into(),
+            ));
+        }
+    }
+    .to_string())
+}
+
+/// `manifest` with layers `(index, media type, digest, size)` replaced.
+fn with_layers(
+    manifest: &RawManifest,
+    layers: &[(usize, String, Digest, u64)],
+) -> Result<RawManifest> {
+    let mut value: serde_json::Value = parse("manifest", manifest)?;
+    for (i, media_type, digest, size) in layers {
+        let layer = &mut value["layers"][*i];
+        layer["mediaType"] = media_type.clone().into();
+        layer["digest"] = digest.to_string().into();
+        layer["size"] = (*size).into();
+    }
+    raw(manifest, &value)
+}
+
+/// An index with the entries of manifests that were rewritten updated.
+fn rewrite(
+    index: &RawManifest,
+    key: &str,
+    rewritten: &[(Digest, RawManifest)],
+) -> Result<RawManifest> {
+    let mut value: serde_json::Value = parse("index", index)?;
+    if let Some(entries) = value[key].as_array_mut() {
+        for entry in entries {
+            let Some((_, new)) = rewritten
+                .iter()
+                .find(|(old, _)| entry["digest"].as_str() == Some(&old.to_string()))
+            else {
+                continue;
+            };
+            entry["digest"] = new.digest.to_string().into();
+            entry["size"] = new.bytes.len().into();
+        }
+    }
+    raw(index, &value)
+}
+
+/// New manifest bytes for `value`, of `was`'s media type.
+fn raw(was: &RawManifest, value: &serde_json::Value) -> Result<RawManifest> {
+    let bytes = serde_json::to_vec(value).map_err(|e| Error::Malformed {
+        what: "manifest".into(),
+        digest: was.digest.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(RawManifest {
+        digest: Digest::sha256_of(&bytes),
+        bytes: bytes.into(),
+        media_type: was.media_type.clone(),
+    })
 }

@@ -230,14 +230,26 @@ pub async fn extract_image(
 /// and layer verified on the way (see [`copy`]); a docker-archive
 /// (`docker-archive:FILE[:REF]`), which is [`export_tarball`] tagged `REF`;
 /// or the local engine (`docker-daemon:NAME:TAG`, see
-/// [`copy::to_engine`]). With `all`, an index is copied whole (registries
-/// and layouts); otherwise the platform's image.
+/// [`copy::to_engine`]). With `options.all`, an index is copied whole
+/// (registries and layouts); otherwise the platform's image; with
+/// `options.compress`, layers are recompressed (registries and layouts).
 pub async fn copy_image(
     from: &ImageName,
     to: &ImageName,
-    all: bool,
+    options: copy::CopyOptions,
     opts: &PullOptions,
 ) -> Result<copy::Copied> {
+    let all = options.all;
+    if options.compress.is_some()
+        && matches!(
+            to,
+            ImageName::DockerArchive { .. } | ImageName::DockerDaemon(_)
+        )
+    {
+        return Err(Error::Usage(format!(
+            "{to}: --dest-compress is for registries and OCI layouts (a docker-archive holds uncompressed layers, and an engine stores its own)"
+        )));
+    }
     let copied = match to {
         ImageName::Oci {
             path,
@@ -247,7 +259,7 @@ pub async fn copy_image(
             let source = Source::open(from, &opts.registry)?;
             let dest = export::oci_layout::LayoutWriter::create(path, *archive, image.clone())?;
             let dest = copy::Destination::Layout(dest);
-            copy::copy(std::sync::Arc::new(source), dest, &opts.platform, all).await?
+            copy::copy(std::sync::Arc::new(source), dest, &opts.platform, options).await?
         }
         ImageName::Registry(reference) => {
             let source = Source::open(from, &opts.registry)?;
@@ -255,7 +267,7 @@ pub async fn copy_image(
                 registry: Registry::connect(reference, &opts.registry)?,
                 reference: reference.reference_string().to_string(),
             };
-            copy::copy(std::sync::Arc::new(source), dest, &opts.platform, all).await?
+            copy::copy(std::sync::Arc::new(source), dest, &opts.platform, options).await?
         }
         ImageName::DockerArchive { path, image } => {
             if all {

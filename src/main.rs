@@ -189,11 +189,19 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
         }
         Command::Copy {
             all,
+            dest_compress,
             source,
             destination,
         } => {
             let (from, to) = (ImageName::parse(&source)?, ImageName::parse(&destination)?);
-            let copied = occystrap::copy_image(&from, &to, all, &opts).await?;
+            use occystrap::layer::Compression;
+            let compress = dest_compress.map(|c| match c.as_str() {
+                "gzip" => Compression::Gzip,
+                "zstd" => Compression::Zstd,
+                _ => Compression::None,
+            });
+            let options = occystrap::copy::CopyOptions { all, compress };
+            let copied = occystrap::copy_image(&from, &to, options, &opts).await?;
             out.copied(&from, &to, &copied)?;
         }
         Command::Inspect {

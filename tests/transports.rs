@@ -527,6 +527,32 @@ fn copy_all_keeps_an_index_whole() {
         assert_eq!(inspected["indexDigest"], index_digest.as_str());
         assert_eq!(inspected["imageID"], pushed.config_digest.as_str());
     }
+    // Recompressed: a new index over new manifests, the same images.
+    let zstd = dir.path().join("zstd");
+    let result = copy(
+        &reference,
+        &format!("oci:{}:multi", s(&zstd)),
+        &["--all", "--dest-compress", "zstd"],
+    );
+    assert_ne!(result["manifestDigest"], index_digest.as_str());
+    for (platform, pushed) in [("linux/amd64", &amd), ("linux/arm64", &arm)] {
+        let out = occystrap(&[
+            "--format",
+            "json",
+            "--platform",
+            platform,
+            "inspect",
+            &format!("oci:{}:multi", s(&zstd)),
+        ]);
+        ok(&out);
+        let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(inspected["indexDigest"], result["manifestDigest"]);
+        assert_eq!(inspected["imageID"], pushed.config_digest.as_str());
+        assert_eq!(
+            inspected["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+    }
     // Without --all: the platform's image alone, its platform recorded.
     let single = dir.path().join("single");
     let result = copy(
@@ -758,4 +784,75 @@ fn copy_all_pushes_an_index_whole() {
         assert_eq!(inspected["indexDigest"], index_digest.as_str());
         assert_eq!(inspected["manifestDigest"], pushed.manifest_digest.as_str());
     }
+}
+
+#[test]
+fn copy_can_recompress_reproducibly_keeping_image_ids() {
+    let f = Fixture::new();
+    let from_registry = f.path("from-registry");
+    bundle(&f.reference, &from_registry);
+    let expected = snapshot(&from_registry.join("rootfs"));
+    let mut digests = Vec::new();
+    for run in ["a", "b"] {
+        let layout = f.path(run);
+        let to = format!("oci:{}:v1", s(&layout));
+        let result = copy(&f.reference, &to, &["--dest-compress", "zstd"]);
+        let digest = result["manifestDigest"].as_str().unwrap().to_string();
+        assert_ne!(digest, f.pushed.manifest_digest, "a new manifest");
+        let blob = layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        let manifest: Value = serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap();
+        for layer in manifest["layers"].as_array().unwrap() {
+            assert_eq!(
+                layer["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar+zstd"
+            );
+        }
+        assert_eq!(
+            manifest["config"]["digest"],
+            f.pushed.config_digest.as_str()
+        );
+        let dir = f.path(&format!("bundle-{run}"));
+        assert_eq!(
+            bundle(&to, &dir),
+            f.pushed.config_digest,
+            "the same image ID"
+        );
+        assert!(snapshot(&dir.join("rootfs")) == expected);
+        digests.push(digest);
+    }
+    assert_eq!(digests[0], digests[1], "the same bytes twice");
+
+    // Uncompressed, pushed to a registry.
+    let mirror = Registry::start();
+    let to = mirror.image_ref("plain/app", "v1");
+    copy(&f.reference, &to, &["--dest-compress", "none"]);
+    let dir = f.path("from-plain");
+    assert_eq!(bundle(&to, &dir), f.pushed.config_digest);
+    assert!(snapshot(&dir.join("rootfs")) == expected);
+
+    // Docker's manifests have no zstd layers.
+    let docker = f
+        .registry
+        .push_image("test/docker", "v1", &image().format(Format::Docker));
+    let out = occystrap(&[
+        "copy",
+        "--dest-compress",
+        "zstd",
+        &f.registry.image_ref("test/docker", "v1"),
+        &format!("oci:{}", s(&f.path("refused"))),
+    ]);
+    fails_with(&out, 2, "OCI manifests");
+    assert!(!f.path("refused").exists());
+    let gz = copy(
+        &f.registry.image_ref("test/docker", "v1"),
+        &format!("oci:{}", s(&f.path("docker-gzip"))),
+        &["--dest-compress", "gzip"],
+    );
+    assert_eq!(
+        gz["manifestDigest"],
+        docker.manifest_digest.as_str(),
+        "gzip already: unchanged"
+    );
 }
