@@ -15,7 +15,8 @@
 //!
 //! The engine is found as the docker CLI finds it: `DOCKER_HOST`
 //! (`unix://PATH` or `tcp://HOST:PORT`, plain), else `/var/run/docker.sock`,
-//! else Podman's `/run/podman/podman.sock`.
+//! else Podman's `/run/podman/podman.sock`, else rootless Podman's
+//! `$XDG_RUNTIME_DIR/podman/podman.sock`.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -63,9 +64,13 @@ fn endpoint() -> Result<Endpoint> {
             escape::bytes(host.as_bytes())
         )));
     }
-    let found = DEFAULT_SOCKETS.iter().find(|s| Path::new(s).exists());
+    // Rootless Podman listens in the user's runtime directory.
+    let rootless = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(|dir| PathBuf::from(dir).join("podman/podman.sock"));
+    let candidates = DEFAULT_SOCKETS.iter().map(PathBuf::from).chain(rootless);
+    let found = candidates.into_iter().find(|s| s.exists());
     Ok(Endpoint::Unix(
-        found.copied().unwrap_or(DEFAULT_SOCKETS[0]).into(),
+        found.unwrap_or_else(|| DEFAULT_SOCKETS[0].into()),
     ))
 }
 

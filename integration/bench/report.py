@@ -21,6 +21,13 @@ TOOLS = {
     "py-oci": ("Python occystrap process registry:// oci://", "bundle", "occystrap-bundle"),
     "py-tar": ("Python occystrap process registry:// tar://", "tarball", "occystrap-export"),
     "naive": ("curl | gzip -dc | tar -x, layer after layer", "rootfs", "occystrap-bundle"),
+    "occystrap-bundle-archive": (
+        "occystrap bundle docker-archive: (from our export, no registry)",
+        "bundle",
+        "occystrap-bundle",
+    ),
+    "occystrap-copy-oci": ("occystrap copy docker:// oci:", "layout", "occystrap-copy-oci"),
+    "skopeo-oci": ("skopeo copy docker:// oci:", "layout", "occystrap-copy-oci"),
     "occystrap-bundle-link": ("occystrap bundle, over a shaped link", "bundle", "occystrap-bundle-link"),
     "occystrap-bundle-warm-link": (
         "occystrap bundle, warm cache, over a shaped link",

@@ -12,7 +12,7 @@ repo_root=$(cd "$here/../.." && pwd)
 BENCH_RUNS=${BENCH_RUNS:-3}
 BENCH_BIG_RUNS=${BENCH_BIG_RUNS:-3}
 BENCH_IMAGES=${BENCH_IMAGES:-debian big}
-BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link}
+BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link occystrap-bundle-archive occystrap-copy-oci skopeo-oci}
 BENCH_LINK=${BENCH_LINK:-1gbit}
 BENCH_RESULTS=${BENCH_RESULTS:-$here/RESULTS.md}
 BENCH_PY_OCCYSTRAP=${BENCH_PY_OCCYSTRAP:-occystrap}
@@ -162,6 +162,17 @@ run_tool() {
                 rm -rf "$work/first" && settle &&
                 blob_gets "$(agent_of "$tool")" >"$work/gets-before" &&
                 timed "$t" "$OCC" "${cache_args[@]}" bundle "$ref" "$work/bundle" ;;
+        occystrap-bundle-archive)
+            # The archive is made first, untimed: what is timed is the
+            # air-gapped step, from a tarball with no registry.
+            "$OCC" --no-cache export "$ref" "$work/carried.tar" && settle &&
+                blob_gets "$(agent_of "$tool")" >"$work/gets-before" &&
+                timed "$t" "$OCC" bundle "docker-archive:$work/carried.tar" "$work/bundle" ;;
+        occystrap-copy-oci)
+            timed "$t" "$OCC" "${cache_args[@]}" copy "$ref" "oci:$work/layout:bench" ;;
+        skopeo-oci)
+            timed "$t" skopeo copy --quiet --src-tls-verify=false \
+                "docker://$ref" "oci:$work/layout:bench" ;;
         skopeo-umoci)
             timed "$t" skopeo copy --quiet --src-tls-verify=false \
                 "docker://$ref" "oci:$work/layout:bench" &&
