@@ -472,3 +472,123 @@ async fn a_registry_that_states_another_digest_is_caught() {
     assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
     assert!(err.to_string().contains(&sha256_digest(b"{}")), "{err}");
 }
+
+/// Requests of `method` the fake saw.
+fn seen(fake: &FakeServer, method: &str) -> Vec<common::fake::Seen> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.method == method)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_broken_off_upload_resumes_where_the_registry_got_to() {
+    // A scripted registry: the first PATCH breaks off, the upload's status
+    // says 5 MB arrived, the second PATCH must carry only the rest.
+    let fake = FakeServer::start();
+    let uploads = "/v2/test/resume/blobs/uploads/";
+    let session = format!("{uploads}u1");
+    let bytes = noise(occystrap::registry::push::RESUMABLE as usize + 1_000_000, 5);
+    let (size, got) = (bytes.len(), 5_000_000usize);
+    let digest = digest_of(&bytes);
+    fake.on(
+        "POST",
+        uploads,
+        vec![Canned::new(202, "").header("Location", &format!("{session}?_state=a"))],
+    );
+    fake.on(
+        "PATCH",
+        &session,
+        vec![
+            Canned::new(503, "busy"),
+            Canned::new(202, "").header("Location", &format!("{session}?_state=c")),
+        ],
+    );
+    fake.on(
+        "GET",
+        &session,
+        vec![
+            Canned::new(204, "")
+                .header("Range", &format!("0-{}", got - 1))
+                .header("Location", &format!("{session}?_state=b")),
+        ],
+    );
+    fake.on(
+        "PUT",
+        &session,
+        vec![Canned::new(201, "").header("Docker-Content-Digest", &digest.to_string())],
+    );
+    let client = connect(&fake.image_ref("test/resume", "latest"), None);
+    let calls = Arc::new(AtomicUsize::new(0));
+    client
+        .push_blob(&digest, size as u64, opener(bytes.clone(), calls.clone()))
+        .await
+        .unwrap();
+    let patches = seen(&fake, "PATCH");
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    assert_eq!(
+        patches[0].header("content-range"),
+        Some(format!("0-{}", size - 1).as_str())
+    );
+    assert_eq!(patches[0].body, sha256_digest(&bytes));
+    assert!(patches[1].path.ends_with("_state=b"), "{}", patches[1].path);
+    assert_eq!(
+        patches[1].header("content-range"),
+        Some(format!("{got}-{}", size - 1).as_str())
+    );
+    assert_eq!(
+        patches[1].body,
+        sha256_digest(&bytes[got..]),
+        "only the rest"
+    );
+    let puts = seen(&fake, "PUT");
+    assert_eq!(puts.len(), 1);
+    assert_eq!(
+        puts[0].path,
+        format!("{session}?_state=c&digest={digest}"),
+        "closed where the last PATCH said"
+    );
+    assert_eq!(puts[0].header("content-length"), Some("0"));
+}
+
+#[tokio::test]
+async fn a_registry_refusing_patch_gets_the_blob_whole() {
+    let fake = FakeServer::start();
+    let uploads = "/v2/test/whole/blobs/uploads/";
+    let bytes = noise(occystrap::registry::push::RESUMABLE as usize + 10, 6);
+    let digest = digest_of(&bytes);
+    fake.on(
+        "POST",
+        uploads,
+        vec![
+            Canned::new(202, "").header("Location", &format!("{uploads}a")),
+            Canned::new(202, "").header("Location", &format!("{uploads}b")),
+        ],
+    );
+    fake.on(
+        "PATCH",
+        &format!("{uploads}a"),
+        vec![Canned::new(405, "no")],
+    );
+    fake.on(
+        "PUT",
+        &format!("{uploads}b"),
+        vec![Canned::new(201, "").header("Docker-Content-Digest", &digest.to_string())],
+    );
+    let client = connect(&fake.image_ref("test/whole", "latest"), None);
+    client
+        .push_blob(
+            &digest,
+            bytes.len() as u64,
+            opener(bytes.clone(), Arc::new(AtomicUsize::new(0))),
+        )
+        .await
+        .unwrap();
+    let puts = seen(&fake, "PUT");
+    assert_eq!(puts.len(), 1);
+    assert_eq!(
+        puts[0].body,
+        sha256_digest(&bytes),
+        "the whole blob in the PUT"
+    );
+}

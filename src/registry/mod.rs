@@ -10,7 +10,7 @@ pub mod auth;
 mod blob;
 mod certs;
 pub mod config;
-mod push;
+pub mod push;
 mod retry;
 mod transport;
 

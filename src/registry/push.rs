@@ -1,8 +1,15 @@
 //! Pushing blobs and manifests (OCI distribution spec). Pushes go to the
 //! registry itself, never to a mirror, with a token of push scope. A blob
-//! is uploaded in one PUT that streams from a reader on a blocking thread,
-//! a few chunks at a time, so memory stays flat whatever its size; an
-//! upload that fails transiently starts again from a fresh reader.
+//! streams from a reader on a blocking thread, a few chunks at a time, so
+//! memory stays flat whatever its size.
+//!
+//! Small blobs go up in one `PUT` (monolithic); an upload that fails
+//! transiently starts again from a fresh reader. Larger ones go up in one
+//! `PATCH` with a `Content-Range`, then a closing `PUT`: when the `PATCH`
+//! breaks off, the registry is asked how much it received (`GET` on the
+//! upload: `Range: 0-N`) and the upload resumes from there, as a download
+//! resumes with a Range request. A registry that refuses a `PATCH` gets the
+//! blob monolithically instead.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +31,9 @@ use crate::{Error, Result};
 
 /// Bytes read from the source per chunk sent.
 const CHUNK: usize = 256 * 1024;
+/// Blobs at least this large are uploaded resumably (PATCH); smaller
+/// ones cost little to send again.
+pub const RESUMABLE: u64 = 8 * 1024 * 1024;
 /// Chunks queued between the reading thread and the connection.
 const QUEUED: usize = 4;
 /// The header in which registries state the digest of what they stored.
@@ -188,7 +198,8 @@ impl Registry {
             })
     }
 
-    /// One upload attempt: open an upload, then PUT the whole blob to it.
+    /// One upload attempt: open an upload, then send the blob to it,
+    /// resumably if it is large and the registry takes a `PATCH`.
     async fn upload<F>(
         &self,
         endpoint: &Endpoint,
@@ -197,34 +208,194 @@ impl Registry {
     where
         F: Fn() -> Result<Box<dyn Read + Send>> + Send + Sync + 'static,
     {
+        let mut location = self.open_upload(endpoint).await?;
+        if source.size >= RESUMABLE {
+            match self.patch(endpoint, source, &location).await {
+                Ok(received) => {
+                    return self.send(endpoint, source, &received, false).await;
+                }
+                Err(Patched::Unsupported(failure)) => {
+                    tracing::debug!(
+                        "{}: no resumable upload ({failure}); sending it whole",
+                        source.described
+                    );
+                    location = self.open_upload(endpoint).await?;
+                }
+                Err(Patched::Failed(failure)) => return Err(failure),
+            }
+        }
+        self.send(endpoint, source, &location, true).await
+    }
+
+    /// Open an upload session: where to send the blob.
+    async fn open_upload(&self, endpoint: &Endpoint) -> Result<String, Failure> {
         let no_headers = HeaderMap::new();
         let start =
             endpoint
                 .transport
                 .request(Push, Method::POST, "blobs/uploads/", &no_headers, None);
         let opened = retry::attempt(&endpoint.policy, start).await?;
-        let Some(location) = location(&opened) else {
-            return Err(Failure::Protocol(
+        location(&opened).ok_or_else(|| {
+            Failure::Protocol(
                 "the registry opened an upload without saying where (no Location)".into(),
-            ));
-        };
+            )
+        })
+    }
+
+    /// Close the upload at `location` with `PUT ?digest=`: with the whole
+    /// blob as its body (`whole`), or with none (it was sent by `PATCH`).
+    async fn send<F>(
+        &self,
+        endpoint: &Endpoint,
+        source: &Source<F>,
+        location: &str,
+        whole: bool,
+    ) -> Result<reqwest::Response, Failure>
+    where
+        F: Fn() -> Result<Box<dyn Read + Send>> + Send + Sync + 'static,
+    {
         let separator = if location.contains('?') { '&' } else { '?' };
         let target = format!("{location}{separator}digest={}", source.digest);
+        let length = if whole { source.size } else { 0 };
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(source.size));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
         let silence = Arc::new(Silence::new());
-        let make_body = || source.body(silence.clone());
+        let make_body = || {
+            if whole {
+                source.body(silence.clone(), 0)
+            } else {
+                reqwest::Body::from(Bytes::new())
+            }
+        };
         let put =
             endpoint
                 .transport
                 .request(Push, Method::PUT, &target, &headers, Some(&make_body));
+        self.watched(endpoint, source, &silence, put).await
+    }
+
+    /// Send the blob with `PATCH`, resuming where the registry says it
+    /// got to when the connection breaks; where to close the upload.
+    async fn patch<F>(
+        &self,
+        endpoint: &Endpoint,
+        source: &Source<F>,
+        location: &str,
+    ) -> Result<String, Patched>
+    where
+        F: Fn() -> Result<Box<dyn Read + Send>> + Send + Sync + 'static,
+    {
+        let mut location = location.to_string();
+        let mut offset = 0u64;
+        let mut resumes = 0;
+        loop {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(source.size - offset),
+            );
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            let range = format!("{offset}-{}", source.size - 1);
+            let range = HeaderValue::from_str(&range)
+                .map_err(|e| Patched::Failed(Failure::Request(e.to_string())))?;
+            headers.insert(header::CONTENT_RANGE, range);
+            let silence = Arc::new(Silence::new());
+            let make_body = || source.body(silence.clone(), offset);
+            let sent = endpoint.transport.request(
+                Push,
+                Method::PATCH,
+                &location,
+                &headers,
+                Some(&make_body),
+            );
+            let failure = match self.watched(endpoint, source, &silence, sent).await {
+                Ok(answer) => return Ok(self::location(&answer).unwrap_or(location)),
+                Err(failure) => failure,
+            };
+            if source.has_failed() {
+                return Err(Patched::Failed(failure));
+            }
+            // A registry without resumable uploads says so at once.
+            if let (0, Failure::Status { code, .. }) = (offset, &failure)
+                && matches!(code, 400 | 404 | 405 | 416 | 501)
+            {
+                return Err(Patched::Unsupported(failure));
+            }
+            let verdict = failure.verdict();
+            if verdict == retry::Verdict::Fail || resumes >= endpoint.policy.retries {
+                return Err(Patched::Failed(failure));
+            }
+            resumes += 1;
+            tokio::time::sleep(endpoint.policy.delay(resumes, verdict)).await;
+            // A registry that lost the upload (or will not say) gets it
+            // again from the start: the original failure is retryable.
+            let Ok((at, received)) = self.upload_status(endpoint, &location).await else {
+                return Err(Patched::Failed(failure));
+            };
+            tracing::warn!(
+                "upload of {}: {failure}; resuming at byte {received} of {} ({resumes}/{})",
+                source.described,
+                source.size,
+                endpoint.policy.retries
+            );
+            location = at;
+            offset = received;
+        }
+    }
+
+    /// How much of the upload at `location` the registry has (`GET`:
+    /// `204`, `Range: 0-N` for N+1 bytes), and where to go on.
+    async fn upload_status(
+        &self,
+        endpoint: &Endpoint,
+        location: &str,
+    ) -> Result<(String, u64), Failure> {
+        let no_headers = HeaderMap::new();
+        let asked = endpoint
+            .transport
+            .request(Push, Method::GET, location, &no_headers, None);
+        let answer = retry::attempt(&endpoint.policy, asked).await?;
+        let received = match answer.headers().get(header::RANGE) {
+            None => 0,
+            Some(range) => range
+                .to_str()
+                .ok()
+                .and_then(|r| r.trim().trim_start_matches("bytes=").split_once('-'))
+                .and_then(|(_, end)| end.trim().parse::<u64>().ok())
+                .map(|end| end + 1)
+                .ok_or_else(|| {
+                    Failure::Protocol(format!(
+                        "an upload status with a Range header of {:?}",
+                        crate::escape::bytes(range.as_bytes())
+                    ))
+                })?,
+        };
+        let next = self::location(&answer).unwrap_or_else(|| location.to_string());
+        Ok((next, received))
+    }
+
+    /// Run a request whose body streams from the source, failing it when
+    /// the connection stays silent too long.
+    async fn watched<F>(
+        &self,
+        endpoint: &Endpoint,
+        source: &Source<F>,
+        silence: &Silence,
+        request: impl std::future::Future<Output = Result<reqwest::Response, Failure>>,
+    ) -> Result<reqwest::Response, Failure>
+    where
+        F: Fn() -> Result<Box<dyn Read + Send>> + Send + Sync + 'static,
+    {
         let timeout = endpoint.policy.timeout;
         let result = tokio::select! {
-            result = put => result,
+            result = request => result,
             () = silence.exceeds(timeout) => Err(Failure::Timeout(timeout)),
         };
         match result {
@@ -259,6 +430,14 @@ impl Registry {
     }
 }
 
+/// Why a resumable upload stopped.
+enum Patched {
+    /// The registry does not take `PATCH` uploads: send it whole.
+    Unsupported(Failure),
+    /// It failed for good (or ran out of resumes).
+    Failed(Failure),
+}
+
 /// The `Location` header of an answer, if it has a usable one.
 fn location(response: &reqwest::Response) -> Option<String> {
     let value = response.headers().get(header::LOCATION)?.to_str().ok()?;
@@ -283,13 +462,13 @@ where
     /// A request body that streams a fresh reader of the blob: a thread
     /// reads it a chunk at a time into a short queue, so at most a few
     /// chunks are in memory; if the request is dropped, the thread stops.
-    fn body(&self, silence: Arc<Silence>) -> reqwest::Body {
+    fn body(&self, silence: Arc<Silence>, skip: u64) -> reqwest::Body {
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(QUEUED);
         let open = self.open.clone();
         let failed = self.failed.clone();
         let (digest, size, described) = (self.digest.clone(), self.size, self.described.clone());
         tokio::task::spawn_blocking(move || {
-            if let Err(error) = produce(&*open, &digest, size, &described, &tx) {
+            if let Err(error) = produce(&*open, &digest, size, skip, &described, &tx) {
                 let message = error.to_string();
                 *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
                 let _ = tx.blocking_send(Err(io::Error::other(message)));
@@ -323,6 +502,7 @@ fn produce<F>(
     open: &F,
     digest: &Digest,
     size: u64,
+    skip: u64,
     described: &str,
     tx: &tokio::sync::mpsc::Sender<io::Result<Bytes>>,
 ) -> Result<()>
@@ -356,12 +536,20 @@ where
                 Err(wrong_size(sent).into())
             };
         }
+        let start = sent;
         sent += n as u64;
         if sent > size {
             return Err(wrong_size(sent).into());
         }
+        // What the registry has already (a resumed upload) is read, for
+        // the checks that see every byte, but not sent again.
+        if sent <= skip {
+            continue;
+        }
+        let from = skip.saturating_sub(start) as usize;
         buf.truncate(n);
-        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+        let chunk = Bytes::from(buf).slice(from..);
+        if tx.blocking_send(Ok(chunk)).is_err() {
             return Ok(());
         }
     }

@@ -150,6 +150,8 @@ pub struct Seen {
     pub headers: Vec<(String, String)>,
     /// When it arrived.
     pub at: std::time::Instant,
+    /// `sha256:` of its body (of nothing, without one).
+    pub body: String,
 }
 
 impl Seen {
@@ -524,11 +526,12 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Inc
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
     }
-    let seen = Seen {
+    let mut seen = Seen {
         method,
         path,
         headers,
         at: std::time::Instant::now(),
+        body: String::new(),
     };
     let length = seen
         .header("content-length")
@@ -536,6 +539,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Inc
         .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
+    seen.body = super::sha256_digest(&body);
     Ok(Some(Incoming { seen, body }))
 }
 
