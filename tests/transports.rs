@@ -146,11 +146,14 @@ fn every_source_bundles_to_the_registrys_tree_with_its_image_id() {
         format!("docker-archive:{}", s(&docker25)),
         s(&docker25).to_string(),
     ];
+    let config = std::fs::read(f.path("from-registry/config.json")).unwrap();
     for (i, name) in names.iter().enumerate() {
         let dir = f.path(&format!("b{i}"));
         assert_eq!(bundle(name, &dir), f.pushed.config_digest, "{name}");
         let got = snapshot(&dir.join("rootfs"));
         assert!(got == expected, "{name}: a different tree");
+        let got = std::fs::read(dir.join("config.json")).unwrap();
+        assert!(got == config, "{name}: a different config.json");
     }
 }
 
@@ -855,4 +858,102 @@ fn copy_can_recompress_reproducibly_keeping_image_ids() {
         docker.manifest_digest.as_str(),
         "gzip already: unchanged"
     );
+}
+
+#[test]
+fn umoci_reads_our_layouts_and_we_read_umocis() {
+    let f = Fixture::new();
+    // Ours, read by umoci: the same tree as our bundle.
+    let layout = f.path("ours");
+    copy(&f.reference, &format!("oci:{}:v1", s(&layout)), &[]);
+    let theirs = f.path("umoci-unpacked");
+    run(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:v1", s(&layout)),
+            s(&theirs),
+        ],
+    );
+    let ours = f.path("ours-bundle");
+    bundle(&format!("oci:{}:v1", s(&layout)), &ours);
+    let (a, b) = (
+        snapshot(&ours.join("rootfs")),
+        snapshot(&theirs.join("rootfs")),
+    );
+    assert!(a == b, "umoci unpacked another tree from our layout");
+
+    // Theirs, read by us: a layer umoci made (repack of a changed tree).
+    let made = f.path("umoci-layout");
+    run("umoci", &["init", "--layout", s(&made)]);
+    run("umoci", &["new", "--image", &format!("{}:t", s(&made))]);
+    let work = f.path("umoci-work");
+    run(
+        "umoci",
+        &["unpack", "--image", &format!("{}:t", s(&made)), s(&work)],
+    );
+    std::fs::create_dir_all(work.join("rootfs/etc")).unwrap();
+    std::fs::write(work.join("rootfs/etc/made-by"), b"umoci\n").unwrap();
+    std::os::unix::fs::symlink("made-by", work.join("rootfs/etc/link")).unwrap();
+    run(
+        "umoci",
+        &["repack", "--image", &format!("{}:t", s(&made)), s(&work)],
+    );
+    run(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &format!("{}:t", s(&made)),
+            "--config.cmd",
+            "/etc/made-by",
+        ],
+    );
+    let from_umoci = f.path("from-umoci");
+    bundle(&format!("oci:{}:t", s(&made)), &from_umoci);
+    let check = f.path("umoci-check");
+    run(
+        "umoci",
+        &["unpack", "--image", &format!("{}:t", s(&made)), s(&check)],
+    );
+    let (a, b) = (
+        snapshot(&from_umoci.join("rootfs")),
+        snapshot(&check.join("rootfs")),
+    );
+    assert!(a == b, "we unpacked another tree from umoci's layout");
+    assert_eq!(
+        std::fs::read(from_umoci.join("rootfs/etc/made-by")).unwrap(),
+        b"umoci\n"
+    );
+}
+
+#[test]
+fn skopeo_reads_what_we_push() {
+    let f = Fixture::new();
+    let mirror = Registry::start();
+    let to = mirror.image_ref("mirror/app", "v1");
+    copy(&f.reference, &to, &[]);
+    let layout = f.path("skopeo-copy");
+    skopeo_copy(&to, &format!("oci:{}:v1", s(&layout)), false);
+    let dir = f.path("from-skopeo");
+    assert_eq!(
+        bundle(&format!("oci:{}:v1", s(&layout)), &dir),
+        f.pushed.config_digest
+    );
+    let raw = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{to}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert_eq!(raw.stdout, f.pushed.manifest_bytes);
 }

@@ -77,6 +77,38 @@ YML
     die "docker-registry did not start; see $REGISTRY_LOG"
 }
 
+# A second, empty registry in $1 to copy into (SINK, SINK_PID): each copy
+# row gets a fresh one, so every blob is really sent.
+start_sink() {
+    local port dir=$1
+    port=$(free_port)
+    mkdir -p "$dir"
+    cat >"$dir/config.yml" <<YML
+version: 0.1
+log: {level: error}
+storage:
+  filesystem: {rootdirectory: $dir/storage}
+http: {addr: 127.0.0.1:$port}
+YML
+    docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+    SINK_PID=$!
+    SINK=127.0.0.1:$port
+    local _
+    for _ in $(seq 100); do
+        curl -fs "http://$SINK/v2/" >/dev/null && return 0
+        sleep 0.1
+    done
+    die "the sink registry did not start; see $dir/log"
+}
+
+stop_sink() {
+    if [ -n "${SINK_PID:-}" ]; then
+        kill "$SINK_PID" 2>/dev/null || true
+        wait "$SINK_PID" 2>/dev/null || true
+        SINK_PID=
+    fi
+}
+
 stop_registry() {
     if [ -n "${REGISTRY_PID:-}" ]; then
         kill "$REGISTRY_PID" 2>/dev/null || true

@@ -26,7 +26,24 @@ TOOLS = {
         "bundle",
         "occystrap-bundle",
     ),
+    "occystrap-bundle-oci": (
+        "occystrap bundle oci: (from our copy, no registry)",
+        "bundle",
+        "occystrap-bundle",
+    ),
     "occystrap-copy-oci": ("occystrap copy docker:// oci:", "layout", "occystrap-copy-oci"),
+    "occystrap-copy-registry": (
+        "occystrap copy docker:// docker:// (another registry)",
+        "registry",
+        "occystrap-copy-registry",
+    ),
+    "skopeo-copy-registry": (
+        "skopeo copy docker:// docker:// (another registry)",
+        "registry",
+        "occystrap-copy-registry",
+    ),
+    "occystrap-copy-engine": ("occystrap copy docker:// docker-daemon:", "engine", "occystrap-copy-engine"),
+    "export-docker-load": ("occystrap export + docker load", "engine", "occystrap-copy-engine"),
     "skopeo-oci": ("skopeo copy docker:// oci:", "layout", "occystrap-copy-oci"),
     "occystrap-bundle-link": ("occystrap bundle, over a shaped link", "bundle", "occystrap-bundle-link"),
     "occystrap-bundle-warm-link": (
@@ -43,6 +60,10 @@ RATIO_TARGETS = [
     ("bundle ≤ 0.25 × sequential curl | gzip -dc | tar -x", "occystrap-bundle", "naive", 0.25),
     ("export ≤ 0.3 × skopeo docker-archive:", "occystrap-export", "skopeo-archive", 0.3),
     ("export ≤ 0.5 × Python occystrap tar://", "occystrap-export", "py-tar", 0.5),
+    ("bundle from a docker-archive ≤ 1 × from the registry", "occystrap-bundle-archive", "occystrap-bundle", 1.0),
+    ("bundle from an OCI layout ≤ 1 × from the registry", "occystrap-bundle-oci", "occystrap-bundle", 1.0),
+    ("copy registry → registry ≤ 0.5 × skopeo copy", "occystrap-copy-registry", "skopeo-copy-registry", 0.5),
+    ("copy → docker-daemon ≤ 1 × export + docker load", "occystrap-copy-engine", "export-docker-load", 1.0),
 ]
 RSS_LIMIT_KIB = 64 * 1024
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -12,7 +12,7 @@ repo_root=$(cd "$here/../.." && pwd)
 BENCH_RUNS=${BENCH_RUNS:-3}
 BENCH_BIG_RUNS=${BENCH_BIG_RUNS:-3}
 BENCH_IMAGES=${BENCH_IMAGES:-debian big}
-BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link occystrap-bundle-archive occystrap-copy-oci skopeo-oci}
+BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link occystrap-bundle-archive occystrap-bundle-oci occystrap-copy-oci skopeo-oci occystrap-copy-registry skopeo-copy-registry occystrap-copy-engine export-docker-load}
 BENCH_LINK=${BENCH_LINK:-1gbit}
 BENCH_RESULTS=${BENCH_RESULTS:-$here/RESULTS.md}
 BENCH_PY_OCCYSTRAP=${BENCH_PY_OCCYSTRAP:-occystrap}
@@ -86,6 +86,25 @@ setup_python_occystrap() {
         python3 -m venv "$VENV"
         "$VENV/bin/pip" install --quiet "$BENCH_PY_OCCYSTRAP"
     fi
+}
+
+# The engine rows need a Docker engine: start Debian's dockerd if none
+# answers (the tests do the same).
+ensure_engine() {
+    case " $BENCH_TOOLS " in
+        *" occystrap-copy-engine "* | *" export-docker-load "*) ;;
+        *) return 0 ;;
+    esac
+    ensure_tools docker:docker.io
+    docker info >/dev/null 2>&1 && return 0
+    log "starting dockerd"
+    dockerd >"$BENCH_WORK/dockerd.log" 2>&1 &
+    local _
+    for _ in $(seq 240); do
+        docker info >/dev/null 2>&1 && return 0
+        sleep 0.25
+    done
+    die "dockerd did not start; see $BENCH_WORK/dockerd.log"
 }
 
 occystrap_has_cache() {
@@ -168,6 +187,36 @@ run_tool() {
             "$OCC" --no-cache export "$ref" "$work/carried.tar" && settle &&
                 blob_gets "$(agent_of "$tool")" >"$work/gets-before" &&
                 timed "$t" "$OCC" bundle "docker-archive:$work/carried.tar" "$work/bundle" ;;
+        occystrap-bundle-oci)
+            "$OCC" --no-cache copy "$ref" "oci:$work/layout:bench" && settle &&
+                blob_gets "$(agent_of "$tool")" >"$work/gets-before" &&
+                timed "$t" "$OCC" bundle "oci:$work/layout:bench" "$work/bundle" ;;
+        occystrap-copy-registry)
+            start_sink "$work/sink" &&
+                timed "$t" "$OCC" "${cache_args[@]}" copy "$ref" "docker://$SINK/bench/$name:latest"
+            local status=$?
+            stop_sink
+            return $status ;;
+        skopeo-copy-registry)
+            start_sink "$work/sink" &&
+                timed "$t" skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false \
+                    "docker://$ref" "docker://$SINK/bench/$name:latest"
+            local status=$?
+            stop_sink
+            return $status ;;
+        occystrap-copy-engine)
+            docker rmi -f "occystrap-bench-$name:latest" >/dev/null 2>&1
+            timed "$t" "$OCC" "${cache_args[@]}" copy "$ref" "docker-daemon:occystrap-bench-$name:latest"
+            local status=$?
+            docker rmi -f "occystrap-bench-$name:latest" >/dev/null 2>&1
+            return $status ;;
+        export-docker-load)
+            docker rmi -f "$ref" >/dev/null 2>&1
+            timed "$t" "$OCC" "${cache_args[@]}" export "$ref" "$work/image.tar" &&
+                timed "$t" docker load -q -i "$work/image.tar" >/dev/null
+            local status=$?
+            docker rmi -f "$ref" >/dev/null 2>&1
+            return $status ;;
         occystrap-copy-oci)
             timed "$t" "$OCC" "${cache_args[@]}" copy "$ref" "oci:$work/layout:bench" ;;
         skopeo-oci)
@@ -307,6 +356,7 @@ main() {
     setup_output_fs
     build_occystrap
     setup_python_occystrap
+    ensure_engine
     start_registry
     log "registry on $REGISTRY (storage in $BENCH_WORK/registry)"
     push_images
