@@ -645,7 +645,7 @@ fn check_layer(rx: Receiver<Vec<u8>>, digest: &str, check: LayerCheck) -> Result
     };
     let decoder =
         LayerDecoder::new(chunks, &check.media_type, digest, check.limits).map_err(|e| {
-            Error::Integrity(crate::layer::IntegrityError::Decompress {
+            Error::Integrity(crate::digest::IntegrityError::Decompress {
                 digest: digest.to_string(),
                 compression: "unknown",
                 reason: e.to_string(),

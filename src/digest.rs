@@ -6,7 +6,44 @@ use std::io::{self, Read};
 
 use sha2::{Digest as _, Sha256, Sha512};
 
-use crate::layer::IntegrityError;
+/// A blob or layer failed verification.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IntegrityError {
+    #[error("{digest:?}: not a valid digest (expected sha256:<64 lowercase hex>)")]
+    BadDigest { digest: String },
+
+    #[error("{what} {expected}: content does not match its digest (got {actual})")]
+    DigestMismatch {
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("{what} {digest}: expected {expected} bytes, got {actual}{}", if actual > expected { " or more" } else { "" })]
+    SizeMismatch {
+        what: &'static str,
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("layer {digest}: cannot decompress ({compression}): {reason}")]
+    Decompress {
+        digest: String,
+        compression: &'static str,
+        reason: String,
+    },
+
+    #[error("{what} {digest}: larger than the {limit}-byte limit")]
+    TooLarge {
+        what: &'static str,
+        digest: String,
+        limit: u64,
+    },
+
+    #[error("layer {digest}: more than the limit of {limit} tar entries")]
+    TooManyEntries { digest: String, limit: u64 },
+}
 
 /// A parsed, validated content digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -221,7 +258,7 @@ impl<R: Read> Read for VerifyingReader<R> {
 
 /// The [`IntegrityError`] an I/O error carries, however deeply wrapped.
 pub fn integrity_cause(err: &io::Error) -> Option<&IntegrityError> {
-    crate::error::find_cause(err)
+    crate::cause::find(err)
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ pub enum Error {
     },
 
     #[error("{0}")]
-    Integrity(#[from] crate::layer::IntegrityError),
+    Integrity(#[from] crate::digest::IntegrityError),
 
     #[error("{}: {source}", escape::path(path))]
     Io {
@@ -142,20 +142,20 @@ impl Error {
     }
 }
 
-/// The error of type `T` an I/O error carries, however deeply wrapped (the
-/// tar parser and the decompressors wrap the errors of what they read).
-pub fn find_cause<T: std::error::Error + 'static>(err: &std::io::Error) -> Option<&T> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = err.get_ref().map(|e| e as _);
-    while let Some(e) = cause {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        cause = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref().map(|e| e as _))
-            .or_else(|| e.source());
-    }
-    None
+/// The error of type `T` an I/O error carries, however deeply wrapped.
+pub use crate::cause::find as find_cause;
+
+/// Reading a blob from where it is failed (a connection, a timeout, an
+/// HTTP error mid-stream): not the content's fault. Sources tag their
+/// read errors with it so that readers further down (decompression, tar)
+/// can tell a failed download from corrupt content without knowing HTTP.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reference}: download failed: {message}")]
+pub struct TransportError {
+    /// The blob being read.
+    pub reference: String,
+    /// What went wrong.
+    pub message: String,
 }
 
 #[cfg(test)]

@@ -4,44 +4,7 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
-/// A blob or layer failed verification.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum IntegrityError {
-    #[error("{digest:?}: not a valid digest (expected sha256:<64 lowercase hex>)")]
-    BadDigest { digest: String },
-
-    #[error("{what} {expected}: content does not match its digest (got {actual})")]
-    DigestMismatch {
-        what: &'static str,
-        expected: String,
-        actual: String,
-    },
-
-    #[error("{what} {digest}: expected {expected} bytes, got {actual}{}", if actual > expected { " or more" } else { "" })]
-    SizeMismatch {
-        what: &'static str,
-        digest: String,
-        expected: u64,
-        actual: u64,
-    },
-
-    #[error("layer {digest}: cannot decompress ({compression}): {reason}")]
-    Decompress {
-        digest: String,
-        compression: &'static str,
-        reason: String,
-    },
-
-    #[error("{what} {digest}: larger than the {limit}-byte limit")]
-    TooLarge {
-        what: &'static str,
-        digest: String,
-        limit: u64,
-    },
-
-    #[error("layer {digest}: more than the limit of {limit} tar entries")]
-    TooManyEntries { digest: String, limit: u64 },
-}
+pub use crate::digest::IntegrityError;
 
 /// Caps on what one layer may decompress to, so that a decompression bomb
 /// fails cleanly before it fills the disk: the decompressor holds the
@@ -210,7 +173,7 @@ pub fn classify_read_error(err: io::Error, digest: &str, compression: Compressio
     if let Some(integrity) = crate::digest::integrity_cause(&err) {
         return crate::Error::Integrity(integrity.clone());
     }
-    if let Some(transport) = crate::error::find_cause::<crate::registry::TransportError>(&err) {
+    if let Some(transport) = crate::error::find_cause::<crate::error::TransportError>(&err) {
         return crate::Error::Registry {
             reference: transport.reference.clone(),
             message: format!("download failed: {}", transport.message),

@@ -9,6 +9,7 @@
 
 pub mod bundle;
 pub mod cache;
+pub mod cause;
 pub mod copy;
 pub mod diff;
 pub mod digest;

@@ -229,7 +229,7 @@ impl UnpackError {
     /// The library error for this failure of layer `digest`. A limit is
     /// reported as the decompressor reports it, whichever saw it first.
     pub fn into_error(self, digest: &str) -> crate::Error {
-        use crate::layer::IntegrityError;
+        use crate::digest::IntegrityError;
         let digest = digest.to_string();
         match self {
             UnpackError::Tar(TarError::TooLarge { limit }) => {

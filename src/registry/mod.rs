@@ -23,8 +23,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::cache::{BlobCache, CacheWriter};
+use crate::digest::IntegrityError;
 use crate::digest::{Digest, VerifyingReader};
-use crate::layer::{IntegrityError, LayerLimits};
+use crate::layer::LayerLimits;
 use crate::reference::ImageRef;
 use crate::{Error, Result};
 
@@ -571,15 +572,7 @@ impl Read for BlobReader {
     }
 }
 
-/// A blob download failed (connection, timeout, HTTP error mid-stream).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{reference}: download failed: {message}")]
-pub struct TransportError {
-    /// The blob being downloaded.
-    pub reference: String,
-    /// What went wrong.
-    pub message: String,
-}
+pub use crate::error::TransportError;
 
 /// Work out what a manifest body is. Docker schema1 and unknown types are
 /// refused; errors name the manifest as `name`.

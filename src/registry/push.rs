@@ -26,7 +26,7 @@ use super::retry::{self, RetryPolicy};
 use super::transport::Failure;
 use super::{Endpoint, Registry};
 use crate::digest::Digest;
-use crate::layer::IntegrityError;
+use crate::digest::IntegrityError;
 use crate::{Error, Result};
 
 /// Bytes read from the source per chunk sent.

@@ -23,8 +23,9 @@ use std::path::Path;
 
 use crate::cache::BlobCache;
 use crate::digest::Digest;
+use crate::digest::IntegrityError;
 use crate::escape;
-use crate::layer::{IntegrityError, LayerLimits};
+use crate::layer::LayerLimits;
 use crate::reference::ImageRef;
 use crate::registry::{BlobReader, RawManifest, Registry, RegistryOptions};
 use crate::{Error, Result};
