@@ -411,10 +411,13 @@ impl Read for SharedBlob {
         }
         let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let (blob, failure) = &mut *guard;
-        blob.read(buf).inspect_err(|e| {
+        blob.read(buf).map_err(|e| {
+            // The decompressor gets the message; the check keeps the cause.
+            let told = io::Error::new(e.kind(), e.to_string());
             if failure.is_none() {
-                *failure = Some(blob.classify(io::Error::new(e.kind(), e.to_string())));
+                *failure = Some(blob.classify(e));
             }
+            told
         })
     }
 }
