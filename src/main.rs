@@ -401,9 +401,10 @@ impl Results {
             })
             .collect();
         let checked = format!("{} layers checked", report.layers_checked);
+        let reference = escape::bytes(report.reference.as_bytes());
         lines.push(match report.problems.len() {
-            0 => format!("{}: sound ({checked})", report.reference),
-            n => format!("{}: {n} problem(s) ({checked})", report.reference),
+            0 => format!("{reference}: sound ({checked})"),
+            n => format!("{reference}: {n} problem(s) ({checked})"),
         });
         print_result(&lines.join("\n"))
     }
