@@ -264,6 +264,21 @@ fn a_history_that_does_not_match_the_layers_is_reported() {
                 .contains("1 entries that made a layer, for 2 layers")
         );
     }
+    // inspect matches the history by the same rule, and warns alike.
+    let out = occystrap(&["inspect", "--history", &reference]);
+    ok(&out);
+    let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers: Vec<_> = inspected["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["layer"].clone())
+        .collect();
+    assert_eq!(layers, [json!(0), Value::Null]);
+    assert_eq!(
+        inspected["warnings"],
+        json!(["the history has 1 entries that made a layer, for 2 layers"])
+    );
 }
 
 #[test]
