@@ -182,6 +182,17 @@ pub enum Command {
         #[arg(long)]
         regex: bool,
     },
+    /// Validate an image end to end and report every problem found (exit 4
+    /// if any): digests, diff_ids, structure, platform, history, and entries
+    /// a bundle would refuse or confine (nothing is unpacked)
+    Check {
+        /// Image (a reference, or docker-archive:, oci:, oci-archive:)
+        #[arg(value_name = "IMAGE")]
+        reference: String,
+        /// Check the index, manifest and config only; download no layer
+        #[arg(long)]
+        fast: bool,
+    },
     /// Compare two images' final trees (nothing is unpacked): paths added
     /// (+), removed (-) and changed (~, with what changed)
     Diff {

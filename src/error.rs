@@ -106,6 +106,10 @@ pub enum Error {
         available: String,
     },
 
+    /// `check` found problems (printed as its report).
+    #[error("{reference}: the check found {problems} problem(s)")]
+    Unsound { reference: String, problems: usize },
+
     #[error("interrupted: nothing was written")]
     Cancelled,
 }
@@ -126,7 +130,8 @@ impl Error {
             Error::UnsupportedManifest { .. }
             | Error::Malformed { .. }
             | Error::Integrity(_)
-            | Error::Convert(_) => ErrorKind::Integrity,
+            | Error::Convert(_)
+            | Error::Unsound { .. } => ErrorKind::Integrity,
             Error::Unpack { source, .. } if source.is_integrity() => ErrorKind::Integrity,
             Error::Registry { .. } | Error::Io { .. } | Error::Unpack { .. } => ErrorKind::Io,
             Error::Cancelled => ErrorKind::Cancelled,

@@ -59,6 +59,29 @@ impl ResolvedImage {
             .collect()
     }
 
+    /// The config's history, each entry that made a layer (not
+    /// `empty_layer`) matched to the layers in order. `inspect --history`
+    /// shows it; `check` reports a [`HistoryMatch::mismatch`].
+    pub fn history_by_layer(&self) -> HistoryMatch {
+        let history = self.config.history().clone().unwrap_or_default();
+        let mut made = 0usize;
+        let entries = history
+            .into_iter()
+            .map(|h| {
+                let layer = (!h.empty_layer().unwrap_or(false)).then(|| {
+                    made += 1;
+                    made - 1
+                });
+                (h, layer.filter(|i| *i < self.layers.len()))
+            })
+            .collect();
+        HistoryMatch {
+            entries,
+            made_layers: made,
+            layers: self.layers.len(),
+        }
+    }
+
     /// The image's platform as its config states it.
     pub fn platform(&self) -> Platform {
         Platform::new(
@@ -66,6 +89,31 @@ impl ResolvedImage {
             &self.config.architecture().to_string(),
             self.config.variant().as_deref(),
         )
+    }
+}
+
+/// The config's history matched to the layers ([`ResolvedImage::history_by_layer`]).
+#[derive(Debug, Clone)]
+pub struct HistoryMatch {
+    /// Every history entry, with the index of the layer it made (`None`
+    /// for an empty-layer entry, or one past the last layer).
+    pub entries: Vec<(oci_spec::image::History, Option<usize>)>,
+    /// How many entries say they made a layer.
+    pub made_layers: usize,
+    /// How many layers the image has.
+    pub layers: usize,
+}
+
+impl HistoryMatch {
+    /// Why the history and the layers do not pair up, if they do not. An
+    /// image without history has nothing to match (history is optional).
+    pub fn mismatch(&self) -> Option<String> {
+        (!self.entries.is_empty() && self.made_layers != self.layers).then(|| {
+            format!(
+                "the history has {} entries that made a layer, for {} layers",
+                self.made_layers, self.layers
+            )
+        })
     }
 }
 

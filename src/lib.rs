@@ -10,6 +10,7 @@
 pub mod bundle;
 pub mod cache;
 pub mod cause;
+pub mod check;
 pub mod copy;
 pub mod diff;
 pub mod digest;
@@ -161,6 +162,24 @@ pub async fn search_image(
     let (source, image) = resolve(name, opts).await?;
     let hits = search::search(&source, &image, pattern, &opts.progress).await?;
     Ok((image, hits))
+}
+
+/// Validate `name`'s image end to end (see [`check`]): with `fast`, the
+/// index, manifest and config only, no layer downloaded; otherwise every
+/// layer too, streamed and parsed as for a bundle, nothing written. An
+/// image at fault is a report with problems; an error is a failure that
+/// says nothing about the image (usage, not found, network).
+pub async fn check_image(
+    name: &ImageName,
+    fast: bool,
+    opts: &PullOptions,
+) -> Result<check::Report> {
+    let source = Source::open(name, &opts.registry)?;
+    let resolved = match image::resolve(&source, &opts.platform).await {
+        Ok(image) => check_platform(&image, opts).map(|()| image),
+        Err(e) => Err(e),
+    };
+    check::check(source.name(), &source, resolved, fast).await
 }
 
 /// What differs between the final trees of images `a` and `b`: paths

@@ -182,6 +182,17 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
             let (image, hits) = occystrap::search_image(&name, pattern, &opts).await?;
             out.found(&image, &hits)?;
         }
+        Command::Check { reference, fast } => {
+            let name = ImageName::parse(&reference)?;
+            let report = occystrap::check_image(&name, fast, &opts).await?;
+            out.checked(&report)?;
+            if !report.is_sound() {
+                return Err(Error::Unsound {
+                    reference: report.reference,
+                    problems: report.problems.len(),
+                });
+            }
+        }
         Command::Diff { a, b } => {
             let (a, b) = (ImageName::parse(&a)?, ImageName::parse(&b)?);
             let (image_a, image_b, changes) = occystrap::diff_images(&a, &b, &opts).await?;
@@ -356,6 +367,53 @@ impl Results {
         if lines.is_empty() {
             return Ok(());
         }
+        print_result(&lines.join("\n"))
+    }
+
+    /// `check`: a line per problem and a summary, or JSON.
+    fn checked(&self, report: &occystrap::check::Report) -> Result<(), Error> {
+        use occystrap::escape;
+        self.console.finish(true);
+        if self.format == Some(Format::Json) {
+            let text =
+                |p: &Path| String::from_utf8_lossy(p.as_os_str().as_encoded_bytes()).into_owned();
+            let value = serde_json::json!({
+                "reference": report.reference,
+                "manifestDigest": report.manifest_digest,
+                "imageID": report.image_id,
+                "sound": report.is_sound(),
+                "problems": report.problems.iter().map(|p| serde_json::json!({
+                    "kind": p.kind.code(),
+                    "layer": p.layer,
+                    "digest": p.digest,
+                    "path": p.path.as_deref().map(text),
+                    "message": p.message,
+                })).collect::<Vec<_>>(),
+                "layersChecked": report.layers_checked,
+                "warnings": self.console.warnings(),
+            });
+            return print_result(&serde_json::to_string_pretty(&value).unwrap_or_default());
+        }
+        let mut lines: Vec<String> = report
+            .problems
+            .iter()
+            .map(|p| {
+                let mut line = p.kind.code().to_string();
+                if let (Some(n), Some(digest)) = (p.layer, &p.digest) {
+                    line.push_str(&format!(" layer {n} {digest}"));
+                }
+                if let Some(path) = &p.path {
+                    line.push_str(&format!(" {}", escape::path(path)));
+                }
+                format!("{line}: {}", p.message)
+            })
+            .collect();
+        let checked = format!("{} layers checked", report.layers_checked);
+        let reference = escape::bytes(report.reference.as_bytes());
+        lines.push(match report.problems.len() {
+            0 => format!("{reference}: sound ({checked})"),
+            n => format!("{reference}: {n} problem(s) ({checked})"),
+        });
         print_result(&lines.join("\n"))
     }
 
@@ -578,33 +636,22 @@ fn config_summary(image: &occystrap::ResolvedImage) -> serde_json::Value {
 /// The config's history, each entry that made a layer matched to it in
 /// order (`layer`: its index), and a warning when they do not pair up.
 fn history_by_layer(image: &occystrap::ResolvedImage) -> (serde_json::Value, Option<String>) {
-    let history = image.config.history().clone().unwrap_or_default();
-    let mut next = 0usize;
-    let entries: Vec<serde_json::Value> = history
+    let matched = image.history_by_layer();
+    let entries: Vec<serde_json::Value> = matched
+        .entries
         .iter()
-        .map(|h| {
-            let empty = h.empty_layer().unwrap_or(false);
-            let layer = (!empty).then(|| {
-                next += 1;
-                next - 1
-            });
+        .map(|(h, layer)| {
             serde_json::json!({
                 "created": h.created().clone(),
                 "createdBy": h.created_by().clone(),
                 "comment": h.comment().clone(),
-                "emptyLayer": empty,
-                "layer": layer.filter(|i| *i < image.layers.len()),
+                "emptyLayer": h.empty_layer().unwrap_or(false),
+                "layer": layer,
                 "size": layer.and_then(|i| image.layers.get(i)).map(|l| l.size),
             })
         })
         .collect();
-    let mismatch = (!history.is_empty() && next != image.layers.len()).then(|| {
-        format!(
-            "the history has {next} entries that made a layer, for {} layers",
-            image.layers.len()
-        )
-    });
-    (serde_json::Value::Array(entries), mismatch)
+    (serde_json::Value::Array(entries), matched.mismatch())
 }
 
 /// `--registries-conf` alone, else the containers tools' files unless

@@ -80,7 +80,7 @@ use crate::tar::{self, Chunk, Header, Kind, TarError};
 
 pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
+pub(crate) const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 const COPY_BUFFER: usize = 128 * 1024;
 
 /// How to apply a layer.
