@@ -48,9 +48,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether nothing was found.
+    /// Whether nothing but notes was found (see [`ProblemKind::is_note`]).
     pub fn is_sound(&self) -> bool {
-        self.problems.is_empty()
+        self.errors() == 0
+    }
+
+    /// How many problems are not notes.
+    pub fn errors(&self) -> usize {
+        self.problems.iter().filter(|p| !p.kind.is_note()).count()
     }
 
     /// The report of an image that could not be resolved because its
@@ -137,6 +142,23 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
+    /// Whether this is a note: something a bundle applies safely and
+    /// exactly (confined, removing nothing, replaced in order), that
+    /// points to an odd or hostile producer but leaves the image sound.
+    pub fn is_note(self) -> bool {
+        matches!(
+            self,
+            ProblemKind::ConfinedEntry
+                | ProblemKind::WhiteoutRemovesNothing
+                | ProblemKind::DuplicatePath
+        )
+    }
+
+    /// `error`, or `note` for a note.
+    pub fn severity(self) -> &'static str {
+        if self.is_note() { "note" } else { "error" }
+    }
+
     /// The kebab-case code used in reports (`digest-mismatch`...).
     pub fn code(self) -> &'static str {
         match self {
@@ -652,14 +674,12 @@ impl<'a> Entries<'a> {
         if target.is_empty() {
             return self.refused(written, "symlink with an empty target");
         }
-        let shown = escape::bytes(target);
+        // An absolute target is ordinary (`/etc/alternatives/...`): it is
+        // resolved inside the root at unpacking and in the container.
         if target.starts_with(b"/") {
-            let how = format!(
-                "symlink to the absolute \"{shown}\": resolved inside the root, at unpacking \
-                 and in the container"
-            );
-            return self.confined(written, how);
+            return;
         }
+        let shown = escape::bytes(target);
         let from = path
             .parent()
             .unwrap_or(Path::new(""))

@@ -188,8 +188,8 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
             out.checked(&report)?;
             if !report.is_sound() {
                 return Err(Error::Unsound {
-                    reference: report.reference,
-                    problems: report.problems.len(),
+                    reference: report.reference.clone(),
+                    problems: report.errors(),
                 });
             }
         }
@@ -384,6 +384,7 @@ impl Results {
                 "sound": report.is_sound(),
                 "problems": report.problems.iter().map(|p| serde_json::json!({
                     "kind": p.kind.code(),
+                    "severity": p.kind.severity(),
                     "layer": p.layer,
                     "digest": p.digest,
                     "path": p.path.as_deref().map(text),
@@ -398,7 +399,7 @@ impl Results {
             .problems
             .iter()
             .map(|p| {
-                let mut line = p.kind.code().to_string();
+                let mut line = format!("{} {}", p.kind.severity(), p.kind.code());
                 if let (Some(n), Some(digest)) = (p.layer, &p.digest) {
                     line.push_str(&format!(" layer {n} {digest}"));
                 }
@@ -410,9 +411,11 @@ impl Results {
             .collect();
         let checked = format!("{} layers checked", report.layers_checked);
         let reference = escape::bytes(report.reference.as_bytes());
-        lines.push(match report.problems.len() {
-            0 => format!("{reference}: sound ({checked})"),
-            n => format!("{reference}: {n} problem(s) ({checked})"),
+        let notes = report.problems.len() - report.errors();
+        lines.push(match (report.errors(), notes) {
+            (0, 0) => format!("{reference}: sound ({checked})"),
+            (0, n) => format!("{reference}: sound, with {n} note(s) ({checked})"),
+            (e, n) => format!("{reference}: {e} problem(s), {n} note(s) ({checked})"),
         });
         print_result(&lines.join("\n"))
     }
