@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use oci_spec::image::{ImageIndex, ImageManifest};
 
+use crate::cancel::Cancel;
 use crate::digest::Hasher;
 use crate::error::ErrorKind;
 use crate::escape;
@@ -196,7 +197,7 @@ pub async fn check(
     if !fast {
         let mut lower = Tree::default();
         for (n, layer) in image.layers.iter().enumerate() {
-            if crate::is_cancelled() {
+            if source.cancel().is_cancelled() {
                 return Err(Error::Cancelled);
             }
             tracing::info!(
@@ -208,10 +209,11 @@ pub async fn check(
             let found = match source.open_blob("layer", &layer.digest, layer.size).await {
                 Ok(blob) => {
                     let (layer, limits) = (layer.clone(), source.layer_limits());
+                    let cancel = source.cancel().clone();
                     let tree = std::mem::take(&mut lower);
                     let (found, tree) = tokio::task::spawn_blocking(move || {
                         let mut tree = tree;
-                        let found = check_layer(blob, &layer, n, limits, &mut tree);
+                        let found = check_layer(blob, &layer, n, limits, &mut tree, cancel);
                         (found, tree)
                     })
                     .await
@@ -414,7 +416,7 @@ impl Tree {
 /// drains it after the decompressor stopped (maybe early, at an error) so
 /// its digest and size are always checked; its first failure is kept.
 #[derive(Clone)]
-struct SharedBlob(Arc<Mutex<(BlobReader, Option<Error>)>>);
+struct SharedBlob(Arc<Mutex<(BlobReader, Option<Error>)>>, Cancel);
 
 impl SharedBlob {
     fn failure(&self) -> Option<Error> {
@@ -428,7 +430,7 @@ impl SharedBlob {
 
 impl Read for SharedBlob {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if crate::is_cancelled() {
+        if self.1.is_cancelled() {
             return Err(io::Error::other("cancelled"));
         }
         let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -467,9 +469,10 @@ fn check_layer(
     n: usize,
     limits: LayerLimits,
     lower: &mut Tree,
+    cancel: Cancel,
 ) -> Result<Vec<Problem>> {
     let digest = layer.digest.to_string();
-    let shared = SharedBlob(Arc::new(Mutex::new((blob, None))));
+    let shared = SharedBlob(Arc::new(Mutex::new((blob, None))), cancel.clone());
     let mut entries = Entries::new(n, lower);
     let mut stream_failure = None;
     let mut diff_id = None;
@@ -510,7 +513,7 @@ fn check_layer(
     // The blob's own checks run at its end, whatever the decompressor did.
     let _ = io::copy(&mut shared.clone(), &mut io::sink());
     if let Some(failure) = shared.failure() {
-        if crate::is_cancelled() {
+        if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         if failure.kind() != ErrorKind::Integrity {

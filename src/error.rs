@@ -21,7 +21,7 @@ pub enum ErrorKind {
     Integrity,
     /// Local filesystem or network transport failure.
     Io,
-    /// Stopped on request (SIGINT, SIGTERM, [`crate::cancel`]).
+    /// Stopped on request (SIGINT, SIGTERM, [`crate::Cancel::cancel`]).
     Cancelled,
 }
 

@@ -6,9 +6,24 @@
 //! [`source`] ([`reference`](mod@reference), [`registry`], archives and
 //! layouts) → [`image`] → [`pull`] ([`layer`]: verify, decompress) →
 //! ([`unpack`] into a [`fsroot::RootDir`] → [`bundle`]) | [`export`].
+//!
+//! ```no_run
+//! use occystrap::{ImageName, PullOptions, bundle::BundleOptions, copy::CopyOptions};
+//!
+//! # async fn demo() -> occystrap::Result<()> {
+//! let name = ImageName::parse("busybox:1.36")?; // or docker-archive:FILE, oci:DIR:NAME...
+//! let opts = PullOptions::default(); // host platform, Docker config credentials
+//! let image = occystrap::create_bundle(&name, "bb".as_ref(), &BundleOptions::default(), &opts).await?;
+//! println!("image ID {}", image.config_digest);
+//! occystrap::export_tarball(&name, "bb.tar".as_ref(), &opts).await?;
+//! let mirror = ImageName::parse("oci:./mirror:busybox")?;
+//! occystrap::copy_image(&name, &mirror, CopyOptions::default(), &opts).await?;
+//! # Ok(()) }
+//! ```
 
 pub mod bundle;
 pub mod cache;
+pub mod cancel;
 pub mod cause;
 pub mod check;
 pub mod copy;
@@ -40,25 +55,12 @@ pub use error::{Error, Result};
 
 use std::path::Path;
 
+pub use cancel::Cancel;
 pub use image::ResolvedImage;
 pub use platform::Platform;
 pub use reference::ImageRef;
 pub use registry::{Registry, RegistryOptions};
 pub use source::{ImageName, Source};
-
-static CANCELLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Ask every operation in progress to stop: layer streams fail with
-/// [`Error::Cancelled`] at their next read, and each operation removes what
-/// it had started writing before it returns. For signal handlers.
-pub fn cancel() {
-    CANCELLED.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// Whether [`cancel`] was called.
-pub fn is_cancelled() -> bool {
-    CANCELLED.load(std::sync::atomic::Ordering::Relaxed)
-}
 
 /// How to pull: where and as whom, and for which platform.
 #[derive(Debug, Clone)]
@@ -73,6 +75,8 @@ pub struct PullOptions {
     pub platform_required: bool,
     /// Where to report progress (see [`progress`]); nowhere by default.
     pub progress: progress::Progress,
+    /// Stops this operation when cancelled (see [`cancel`]).
+    pub cancel: Cancel,
 }
 
 impl Default for PullOptions {
@@ -82,6 +86,7 @@ impl Default for PullOptions {
             platform: Platform::host(),
             platform_required: false,
             progress: progress::Progress::default(),
+            cancel: Cancel::new(),
         }
     }
 }
@@ -89,7 +94,7 @@ impl Default for PullOptions {
 /// Resolve `name` to one image (manifest and config fetched and
 /// verified; layers not yet fetched).
 pub async fn resolve(name: &ImageName, opts: &PullOptions) -> Result<(Source, ResolvedImage)> {
-    let source = Source::open(name, &opts.registry)?;
+    let source = Source::open(name, &opts.registry, &opts.cancel)?;
     let image = image::resolve(&source, &opts.platform).await?;
     check_platform(&image, opts)?;
     opts.progress.emit(|| progress::Event::Resolved {
@@ -174,7 +179,7 @@ pub async fn check_image(
     fast: bool,
     opts: &PullOptions,
 ) -> Result<check::Report> {
-    let source = Source::open(name, &opts.registry)?;
+    let source = Source::open(name, &opts.registry, &opts.cancel)?;
     let resolved = match image::resolve(&source, &opts.platform).await {
         Ok(image) => check_platform(&image, opts).map(|()| image),
         Err(e) => Err(e),
@@ -276,15 +281,16 @@ pub async fn copy_image(
             image,
             archive,
         } => {
-            let source = Source::open(from, &opts.registry)?;
+            let source = Source::open(from, &opts.registry, &opts.cancel)?;
             let dest = export::oci_layout::LayoutWriter::create(path, *archive, image.clone())?;
             let dest = copy::Destination::Layout(dest);
             copy::copy(std::sync::Arc::new(source), dest, &opts.platform, options).await?
         }
         ImageName::Registry(reference) => {
-            let source = Source::open(from, &opts.registry)?;
+            let source = Source::open(from, &opts.registry, &opts.cancel)?;
             let dest = copy::Destination::Registry {
-                registry: Registry::connect(reference, &opts.registry)?,
+                registry: Registry::connect(reference, &opts.registry)?
+                    .with_cancel(opts.cancel.clone()),
                 reference: reference.reference_string().to_string(),
             };
             copy::copy(std::sync::Arc::new(source), dest, &opts.platform, options).await?

@@ -49,7 +49,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(signals::cancellable(run(cli, console.clone()))) {
+    let cancel = occystrap::Cancel::new();
+    let work = run(cli, console.clone(), cancel.clone());
+    match runtime.block_on(signals::cancellable(cancel, work)) {
         Ok(()) => {
             console.finish(true);
             ExitCode::SUCCESS
@@ -92,7 +94,7 @@ fn init_logging(global: &Global, console: &Arc<Console>) {
         .init();
 }
 
-async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
+async fn run(cli: Cli, console: Arc<Console>, cancel: occystrap::Cancel) -> Result<(), Error> {
     match &cli.command {
         Command::Completions { shell } => {
             return print_generated(|out| {
@@ -106,6 +108,7 @@ async fn run(cli: Cli, console: Arc<Console>) -> Result<(), Error> {
         _ => {}
     }
     let mut opts = pull_options(&cli.global)?;
+    opts.cancel = cancel;
     if console.mode() != ProgressMode::None {
         opts.progress = occystrap::progress::Progress::new(Arc::new(render::Sink(console.clone())));
     }
@@ -784,5 +787,6 @@ fn pull_options(global: &Global) -> Result<PullOptions, Error> {
             || global.architecture.is_some()
             || global.variant.is_some(),
         progress: occystrap::progress::Progress::default(),
+        cancel: occystrap::Cancel::new(),
     })
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::cache::BlobCache;
+use crate::cancel::Cancel;
 use crate::digest::{Digest, Hasher};
 use crate::image::{LayerRef, ResolvedImage};
 use crate::layer::{LayerDecoder, LayerLimits};
@@ -84,6 +85,7 @@ pub struct LayerReader {
     layer: LayerRef,
     counter: Arc<LayerCounter>,
     progress: Progress,
+    cancel: Cancel,
 }
 
 impl LayerReader {
@@ -111,7 +113,7 @@ impl LayerReader {
 
 impl Read for LayerReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if crate::is_cancelled() {
+        if self.cancel.is_cancelled() {
             self.failure = Some(Error::Cancelled);
             return Err(io::Error::other("cancelled"));
         }
@@ -250,7 +252,7 @@ async fn produce(
     let mut prefetch = Prefetch::start(source, image);
     let pool = Pool::default();
     for (i, layer) in image.layers.iter().enumerate() {
-        if crate::is_cancelled() {
+        if source.cancel().is_cancelled() {
             return Err(Error::Cancelled);
         }
         let prefetched = prefetch.wait_for(i).await;
@@ -299,6 +301,7 @@ async fn produce(
             layer: layer.clone(),
             counter: counter.clone(),
             progress: progress.clone(),
+            cancel: source.cancel().clone(),
         };
         if to_consumer.send((layer.clone(), reader)).is_err() {
             // The consumer gave up; its error is the one to report.
@@ -310,7 +313,8 @@ async fn produce(
             inner: blob,
             counter,
         };
-        tokio::task::spawn_blocking(move || decode(blob, &layer, limits, &pool, &tx))
+        let cancel = source.cancel().clone();
+        tokio::task::spawn_blocking(move || decode(blob, &layer, limits, &pool, &tx, &cancel))
             .await
             .map_err(|e| Error::Usage(format!("internal error: layer decoder failed: {e}")))?;
     }
@@ -378,6 +382,7 @@ fn decode(
     limits: LayerLimits,
     pool: &Pool,
     tx: &SyncSender<Msg>,
+    cancel: &Cancel,
 ) {
     let digest = layer.digest.to_string();
     let mut decoder = match LayerDecoder::new(blob, &layer.media_type, &digest, limits) {
@@ -391,7 +396,7 @@ fn decode(
         }
     };
     loop {
-        if crate::is_cancelled() {
+        if cancel.is_cancelled() {
             let _ = tx.send(Msg::Failed(Error::Cancelled));
             return;
         }

@@ -9,10 +9,10 @@ use tokio::signal::unix::{SignalKind, signal};
 /// How long the work may take to unwind after a signal before it is dropped.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// Run `work`; on SIGINT or SIGTERM ask the library to cancel, let the work
-/// unwind (its outputs remove their temporaries as it does) and report
-/// [`Error::Cancelled`]. A second signal stops waiting.
-pub async fn cancellable<F>(work: F) -> Result<(), Error>
+/// Run `work`; on SIGINT or SIGTERM cancel it through `cancel` (the token
+/// it was given), let it unwind (its outputs remove their temporaries as
+/// it does) and report [`Error::Cancelled`]. A second signal stops waiting.
+pub async fn cancellable<F>(cancel: occystrap::Cancel, work: F) -> Result<(), Error>
 where
     F: Future<Output = Result<(), Error>>,
 {
@@ -28,7 +28,7 @@ where
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
-    occystrap::cancel();
+    cancel.cancel();
     tracing::warn!("interrupted: stopping and removing partial output");
     tokio::select! {
         result = &mut work => if result.is_ok() {

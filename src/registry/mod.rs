@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::cache::{BlobCache, CacheWriter};
+use crate::cancel::Cancel;
 use crate::digest::IntegrityError;
 use crate::digest::{Digest, VerifyingReader};
 use crate::layer::LayerLimits;
@@ -168,9 +169,21 @@ pub struct Registry {
     layer_limits: LayerLimits,
     cache: Option<BlobCache>,
     jobs: usize,
+    cancel: Cancel,
 }
 
 impl Registry {
+    /// This connection, stopped by `cancel` (prefetches, uploads).
+    pub fn with_cancel(mut self, cancel: Cancel) -> Registry {
+        self.cancel = cancel;
+        self
+    }
+
+    /// What stops this connection's work.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
     /// Prepare a client for `image`'s repository (no request is made yet).
     /// A blocked registry (registries.conf) is an error.
     pub fn connect(image: &ImageRef, opts: &RegistryOptions) -> Result<Registry> {
@@ -221,6 +234,7 @@ impl Registry {
             layer_limits: opts.layer_limits,
             cache: opts.cache.clone(),
             jobs: opts.jobs.max(1),
+            cancel: Cancel::new(),
         })
     }
 
@@ -253,9 +267,10 @@ impl Registry {
             }
         }
         let mut blob = self.open_blob("layer", digest, size).await.ok()?;
+        let cancel = self.cancel.clone();
         in_background(move || {
             let mut buf = vec![0u8; 256 * 1024];
-            while !stop.load(Ordering::Relaxed) && !crate::is_cancelled() {
+            while !stop.load(Ordering::Relaxed) && !cancel.is_cancelled() {
                 match blob.read(&mut buf) {
                     Ok(0) => return blob.published.take(),
                     Ok(_) => {}

@@ -25,6 +25,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use super::retry::{self, RetryPolicy};
 use super::transport::Failure;
 use super::{Endpoint, Registry};
+use crate::cancel::Cancel;
 use crate::digest::Digest;
 use crate::digest::IntegrityError;
 use crate::{Error, Result};
@@ -131,6 +132,7 @@ impl Registry {
             size,
             described: described.clone(),
             failed: Arc::new(Mutex::new(None)),
+            cancel: self.cancel().clone(),
         };
         // An upload of gigabytes takes as long as it takes: what is
         // bounded is silence (see `Silence`), not the whole attempt.
@@ -453,6 +455,8 @@ struct Source<F> {
     described: String,
     /// Why reading the blob failed, if it did.
     failed: Arc<Mutex<Option<Error>>>,
+    /// What stops the upload.
+    cancel: Cancel,
 }
 
 impl<F> Source<F>
@@ -467,8 +471,9 @@ where
         let open = self.open.clone();
         let failed = self.failed.clone();
         let (digest, size, described) = (self.digest.clone(), self.size, self.described.clone());
+        let cancel = self.cancel.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(error) = produce(&*open, &digest, size, skip, &described, &tx) {
+            if let Err(error) = produce(&*open, &digest, size, skip, &described, &tx, &cancel) {
                 let message = error.to_string();
                 *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
                 let _ = tx.blocking_send(Err(io::Error::other(message)));
@@ -505,6 +510,7 @@ fn produce<F>(
     skip: u64,
     described: &str,
     tx: &tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    cancel: &Cancel,
 ) -> Result<()>
 where
     F: Fn() -> Result<Box<dyn Read + Send>>,
@@ -518,7 +524,7 @@ where
         actual,
     };
     loop {
-        if crate::is_cancelled() {
+        if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         // One byte more than is left, to notice a source that is too long.

@@ -22,6 +22,7 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::cache::BlobCache;
+use crate::cancel::Cancel;
 use crate::digest::Digest;
 use crate::digest::IntegrityError;
 use crate::escape;
@@ -52,26 +53,26 @@ pub struct Local<T> {
     inner: T,
     name: ImageName,
     limits: LayerLimits,
+    cancel: Cancel,
 }
 
 impl Source {
-    /// Open what `name` names. A registry is not contacted yet; an archive
-    /// or layout is opened, indexed and its image picked.
-    pub fn open(name: &ImageName, opts: &RegistryOptions) -> Result<Source> {
-        fn local<T>(inner: T, name: &ImageName, opts: &RegistryOptions) -> Local<T> {
-            Local {
-                inner,
-                name: name.clone(),
-                limits: opts.layer_limits,
-            }
-        }
+    /// Open what `name` names, for an operation that `cancel` stops. A
+    /// registry is not contacted yet; an archive or layout is opened,
+    /// indexed and its image picked.
+    pub fn open(name: &ImageName, opts: &RegistryOptions, cancel: &Cancel) -> Result<Source> {
+        let local = Wrap {
+            name,
+            limits: opts.layer_limits,
+            cancel,
+        };
         Ok(match name {
-            ImageName::Registry(reference) => Source::Registry(Registry::connect(reference, opts)?),
-            ImageName::DockerArchive { path, image } => Source::DockerArchive(local(
-                DockerArchive::open(files_at(path)?, image.as_ref())?,
-                name,
-                opts,
-            )),
+            ImageName::Registry(reference) => {
+                Source::Registry(Registry::connect(reference, opts)?.with_cancel(cancel.clone()))
+            }
+            ImageName::DockerArchive { path, image } => Source::DockerArchive(
+                local.wrap(DockerArchive::open(files_at(path)?, image.as_ref())?),
+            ),
             ImageName::Oci {
                 path,
                 image,
@@ -82,19 +83,19 @@ impl Source {
                 } else {
                     Files::dir(path)?
                 };
-                Source::Oci(local(Layout::open(files, image.as_deref())?, name, opts))
+                Source::Oci(local.wrap(Layout::open(files, image.as_deref())?))
             }
             ImageName::DockerDaemon(image) => {
                 let spooled = crate::engine::export(image, &std::env::temp_dir())?;
                 let files = Files::tar_file(spooled, Path::new(&name.to_string()))?;
-                Source::DockerArchive(local(DockerArchive::open(files, None)?, name, opts))
+                Source::DockerArchive(local.wrap(DockerArchive::open(files, None)?))
             }
             ImageName::Path(path) => {
                 let files = files_at(path)?;
                 if files.exists("manifest.json") {
-                    Source::DockerArchive(local(DockerArchive::open(files, None)?, name, opts))
+                    Source::DockerArchive(local.wrap(DockerArchive::open(files, None)?))
                 } else if files.exists("oci-layout") {
-                    Source::Oci(local(Layout::open(files, None)?, name, opts))
+                    Source::Oci(local.wrap(Layout::open(files, None)?))
                 } else {
                     return Err(Error::Usage(format!(
                         "{}: neither a docker-archive (no manifest.json) nor an OCI layout (no oci-layout); image names are REF, docker://REF, docker-archive:PATH, oci:PATH or oci-archive:PATH",
@@ -200,6 +201,15 @@ impl Source {
         ))
     }
 
+    /// What stops the operation this source serves.
+    pub fn cancel(&self) -> &Cancel {
+        match self {
+            Source::Registry(r) => r.cancel(),
+            Source::DockerArchive(l) => &l.cancel,
+            Source::Oci(l) => &l.cancel,
+        }
+    }
+
     /// The caps on what a layer may decompress to.
     pub fn layer_limits(&self) -> LayerLimits {
         match self {
@@ -235,6 +245,24 @@ impl Source {
                 size,
                 self.name().into(),
             ),
+        }
+    }
+}
+
+/// What every local source of one `open` is given.
+struct Wrap<'a> {
+    name: &'a ImageName,
+    limits: LayerLimits,
+    cancel: &'a Cancel,
+}
+
+impl Wrap<'_> {
+    fn wrap<T>(&self, inner: T) -> Local<T> {
+        Local {
+            inner,
+            name: self.name.clone(),
+            limits: self.limits,
+            cancel: self.cancel.clone(),
         }
     }
 }
