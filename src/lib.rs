@@ -37,6 +37,7 @@ pub mod export;
 pub mod fsroot;
 pub mod gzip;
 pub mod image;
+pub mod inspect;
 pub mod layer;
 pub mod leftovers;
 pub mod output;

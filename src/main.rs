@@ -253,16 +253,7 @@ async fn make_bundle(
     command: Vec<String>,
     opts: &PullOptions,
 ) -> Result<occystrap::ResolvedImage, Error> {
-    let euid = nix::unistd::geteuid();
-    let profile = match args.profile.as_str() {
-        "default" => convert::DEFAULT_PROFILE.to_string(),
-        "auto" if euid.is_root() => convert::DEFAULT_PROFILE.to_string(),
-        // Not root: a bundle this user's runc can start.
-        "rootless" | "auto" => {
-            convert::rootless_profile(euid.as_raw(), nix::unistd::getegid().as_raw())?
-        }
-        path => std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
-    };
+    let profile = convert::profile(&args.profile)?;
     let bundle = BundleOptions {
         profile,
         convert: ConvertOptions {
@@ -289,7 +280,7 @@ impl Results {
     /// An image written to `output`.
     fn image(&self, image: &occystrap::ResolvedImage, output: &Path) -> Result<(), Error> {
         self.print(
-            result_json(image, Some(output), self.console.warnings()),
+            occystrap::inspect::result(image, Some(output), self.console.warnings()),
             Format::Text,
         )
     }
@@ -499,29 +490,21 @@ impl Results {
         history: bool,
         layers: bool,
     ) -> Result<(), Error> {
-        let mut value = result_json(image, None, self.console.warnings());
-        if config {
-            value["config"] = config_summary(image);
-        }
-        if history {
-            let (entries, mismatch) = history_by_layer(image);
-            value["history"] = entries;
-            if let Some(warning) = mismatch
-                && let Some(list) = value["warnings"].as_array_mut()
-            {
-                list.push(warning.into());
-            }
-        }
-        if layers {
-            for (i, layer) in value["layers"]
-                .as_array_mut()
+        let shown = occystrap::inspect::Shown {
+            config,
+            history,
+            layers,
+        };
+        let mut value = occystrap::inspect::inspect(image, shown);
+        if let Some(list) = value["warnings"].as_array_mut() {
+            let mut warnings: Vec<serde_json::Value> = self
+                .console
+                .warnings()
                 .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                layer["index"] = i.into();
-            }
-            value["totalSize"] = image.layers.iter().map(|l| l.size).sum::<u64>().into();
+                .map(Into::into)
+                .collect();
+            warnings.append(list);
+            *list = warnings;
         }
         self.print(value, Format::Json)
     }
@@ -586,78 +569,6 @@ fn result_text(value: &serde_json::Value) -> String {
         lines.push(format!("warning: {}", warning.as_str().unwrap_or_default()));
     }
     lines.join("\n")
-}
-
-/// An image as a result: what `inspect` prints, and what `--format json`
-/// prints for a command that made something (with its output).
-fn result_json(
-    image: &occystrap::ResolvedImage,
-    output: Option<&Path>,
-    warnings: Vec<String>,
-) -> serde_json::Value {
-    let layers: Vec<_> = image
-        .layers
-        .iter()
-        .map(|l| {
-            serde_json::json!({
-                "digest": l.digest.to_string(),
-                "size": l.size,
-                "mediaType": l.media_type,
-                "diffID": l.diff_id.to_string(),
-            })
-        })
-        .collect();
-    let value = serde_json::json!({
-        "reference": image.name,
-        "indexDigest": image.index.as_ref().map(|i| i.digest.to_string()),
-        "manifestDigest": image.manifest.digest.to_string(),
-        "manifestMediaType": image.manifest.media_type,
-        "imageID": image.config_digest.to_string(),
-        "platform": image.platform().to_string(),
-        "layers": layers,
-        "output": output.map(|o| o.to_string_lossy()),
-        "warnings": warnings,
-    });
-    value
-}
-
-/// What the image config says a container runs as and with.
-fn config_summary(image: &occystrap::ResolvedImage) -> serde_json::Value {
-    let c = image.config.config().as_ref();
-    serde_json::json!({
-        "user": c.and_then(|c| c.user().clone()),
-        "workingDir": c.and_then(|c| c.working_dir().clone()),
-        "entrypoint": c.and_then(|c| c.entrypoint().clone()),
-        "cmd": c.and_then(|c| c.cmd().clone()),
-        "env": c.and_then(|c| c.env().clone()),
-        "labels": c.and_then(|c| c.labels().clone()),
-        "exposedPorts": c.and_then(|c| c.exposed_ports().clone()),
-        "volumes": c.and_then(|c| c.volumes().clone()),
-        "stopSignal": c.and_then(|c| c.stop_signal().clone()),
-        "created": image.config.created().clone(),
-        "author": image.config.author().clone(),
-    })
-}
-
-/// The config's history, each entry that made a layer matched to it in
-/// order (`layer`: its index), and a warning when they do not pair up.
-fn history_by_layer(image: &occystrap::ResolvedImage) -> (serde_json::Value, Option<String>) {
-    let matched = image.history_by_layer();
-    let entries: Vec<serde_json::Value> = matched
-        .entries
-        .iter()
-        .map(|(h, layer)| {
-            serde_json::json!({
-                "created": h.created().clone(),
-                "createdBy": h.created_by().clone(),
-                "comment": h.comment().clone(),
-                "emptyLayer": h.empty_layer().unwrap_or(false),
-                "layer": layer,
-                "size": layer.and_then(|i| image.layers.get(i)).map(|l| l.size),
-            })
-        })
-        .collect();
-    (serde_json::Value::Array(entries), matched.mismatch())
 }
 
 /// `--registries-conf` alone, else the containers tools' files unless
@@ -740,17 +651,11 @@ fn print_generated(
 fn pull_options(global: &Global) -> Result<PullOptions, Error> {
     let platform = match &global.platform {
         Some(p) => p.parse::<Platform>()?,
-        None => {
-            let host = Platform::host();
-            let os = global.os.as_deref().unwrap_or(&host.os);
-            let arch = global.architecture.as_deref().unwrap_or(&host.architecture);
-            let variant = match (&global.variant, &global.architecture) {
-                (Some(v), _) => Some(v.as_str()),
-                (None, Some(_)) => None,
-                (None, None) => host.variant.as_deref(),
-            };
-            Platform::new(os, arch, variant)
-        }
+        None => Platform::from_parts(
+            global.os.as_deref(),
+            global.architecture.as_deref(),
+            global.variant.as_deref(),
+        ),
     };
     let credentials = match (&global.username, &global.password) {
         (Some(u), Some(p)) => Some((u.clone(), p.clone())),

@@ -89,6 +89,28 @@ impl Platform {
         }
     }
 
+    /// The platform the original occystrap's flags ask for: `--os`,
+    /// `--architecture` and `--variant` each override that part of this
+    /// machine's platform (a new architecture drops the host's variant
+    /// unless one is given). `None`s give the host's.
+    pub fn from_parts(
+        os: Option<&str>,
+        architecture: Option<&str>,
+        variant: Option<&str>,
+    ) -> Platform {
+        let host = Platform::host();
+        let variant = match (variant, architecture) {
+            (Some(v), _) => Some(v),
+            (None, Some(_)) => None,
+            (None, None) => host.variant.as_deref(),
+        };
+        Platform::new(
+            os.unwrap_or(&host.os),
+            architecture.unwrap_or(&host.architecture),
+            variant,
+        )
+    }
+
     /// Whether an index entry for `candidate` satisfies this (wanted)
     /// platform.
     pub fn matches(&self, candidate: &Platform) -> bool {
@@ -176,6 +198,23 @@ fn is_specifier(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_original_flags_override_parts_of_the_host() {
+        let host = Platform::host();
+        assert_eq!(Platform::from_parts(None, None, None), host);
+        let arm = Platform::from_parts(None, Some("arm64"), None);
+        assert_eq!(
+            (arm.os.as_str(), arm.architecture.as_str()),
+            (host.os.as_str(), "arm64")
+        );
+        assert_eq!(
+            arm.variant, None,
+            "a new architecture drops the host's variant"
+        );
+        let v7 = Platform::from_parts(Some("linux"), Some("arm"), Some("v7"));
+        assert_eq!(v7.to_string(), "linux/arm/v7");
+    }
     use super::*;
 
     fn p(s: &str) -> Platform {

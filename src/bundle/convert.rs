@@ -198,6 +198,22 @@ pub fn check_profile(profile: &str) -> Result<(), ConvertError> {
     }
 }
 
+/// The runtime profile a bundle is made from, by the name `--profile`
+/// takes: `default` ([`DEFAULT_PROFILE`]: `runc spec`'s), `rootless`
+/// ([`rootless_profile`] for this process's ids), `auto` (`rootless` when
+/// not root, so that this user's runc can start the bundle, else
+/// `default`), or the path of a profile file.
+pub fn profile(choice: &str) -> crate::Result<String> {
+    let euid = nix::unistd::geteuid();
+    let rootless = || rootless_profile(euid.as_raw(), nix::unistd::getegid().as_raw());
+    Ok(match choice {
+        "default" => DEFAULT_PROFILE.to_string(),
+        "auto" if euid.is_root() => DEFAULT_PROFILE.to_string(),
+        "rootless" | "auto" => rootless()?,
+        path => std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?,
+    })
+}
+
 /// [`ROOTLESS_PROFILE`] with its id mappings pointed at the given host ids,
 /// as `runc spec --rootless` would write it for that user (pass the
 /// caller's effective uid and gid).
