@@ -127,6 +127,10 @@ pub struct Global {
     #[arg(long, global = true, env = "OCCYSTRAP_NO_CACHE",
           value_parser = clap::builder::FalseyValueParser::new())]
     pub no_cache: bool,
+    /// The layer store for overlay bundles (default: `store/` in the cache
+    /// directory)
+    #[arg(long, global = true, env = "OCCYSTRAP_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +276,16 @@ pub enum Command {
     /// Manage the blob cache
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// The layer store that overlay bundles are made from
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Remove bundles: unmount an overlay rootfs, end its lease on the
+    /// store's layers, and delete the directory
+    Remove {
+        /// Bundle directories (each must hold a config.json)
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
     /// Print a shell completion script (e.g. `occystrap completions bash >
     /// /etc/bash_completion.d/occystrap`)
     Completions {
@@ -339,6 +353,26 @@ pub struct BundleArgs {
     /// `default`, `rootless`, or a path to a config.json of your own
     #[arg(long, default_value = "auto")]
     pub profile: String,
+    /// rootfs/ as a copy of the layers, or an overlay mount of the layer
+    /// store's (root only; `occystrap remove` unmounts); `auto`: overlay as
+    /// root, else copy
+    #[arg(long, value_name = "copy|overlay|auto", default_value = "copy",
+          value_parser = ["copy", "overlay", "auto"])]
+    pub rootfs: String,
+}
+
+/// `store` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Print each stored layer, its size and the bundles using it
+    Info,
+    /// Remove the layers no bundle uses (least recently stored first)
+    /// until at most SIZE stay stored
+    Prune {
+        /// What may stay (suffixes K, M, G, T); 0 removes every unused layer
+        #[arg(long, value_name = "SIZE", default_value = "0", value_parser = occystrap::layer::parse_size)]
+        max_size: u64,
+    },
 }
 
 /// Split the original commands' `[REGISTRY] IMAGE TAG OUTPUT` arguments.

@@ -49,6 +49,7 @@ pub mod reference;
 pub mod registry;
 pub mod search;
 pub mod source;
+pub mod store;
 pub mod tar;
 pub mod unpack;
 

@@ -14,12 +14,13 @@ use occystrap::{Error, ImageName, ImageRef, Platform, PullOptions, RegistryOptio
 
 use std::path::Path;
 
-use cli::{BundleArgs, CacheCommand, Cli, Command, ExtractArgs, Format, Global};
-use occystrap::bundle::BundleOptions;
+use cli::{BundleArgs, CacheCommand, Cli, Command, ExtractArgs, Format, Global, StoreCommand};
 use occystrap::bundle::convert::{self, ConvertOptions};
+use occystrap::bundle::{BundleOptions, Rootfs};
 use occystrap::cache::BlobCache;
 use occystrap::export::extracted::ExtractOptions;
 use occystrap::layer::LayerLimits;
+use occystrap::store::Store;
 use render::{Console, ProgressMode};
 use std::sync::Arc;
 
@@ -136,13 +137,21 @@ async fn run(cli: Cli, console: Arc<Console>, cancel: occystrap::Cancel) -> Resu
             command,
         } => {
             let name = ImageName::parse(&reference)?;
-            let image = make_bundle(&name, &dir, &bundle, command, &opts).await?;
+            let image = make_bundle(&name, &dir, &bundle, command, &cli.global, &opts).await?;
             out.image(&image, &dir)?;
         }
         Command::FetchToOci { args, bundle } => {
             let (registry, image, tag, dir) = cli::legacy_args(&args);
             let name = ImageName::Registry(ImageRef::from_parts(registry, image, tag)?);
-            let image = make_bundle(&name, Path::new(dir), &bundle, Vec::new(), &opts).await?;
+            let image = make_bundle(
+                &name,
+                Path::new(dir),
+                &bundle,
+                Vec::new(),
+                &cli.global,
+                &opts,
+            )
+            .await?;
             out.image(&image, Path::new(dir))?;
         }
         Command::Extract {
@@ -171,6 +180,14 @@ async fn run(cli: Cli, console: Arc<Console>, cancel: occystrap::Cancel) -> Resu
             out.recreated(&reference, &id, &output)?;
         }
         Command::Cache(command) => cache_command(command, &cli.global)?,
+        Command::Store(command) => store_command(command, &cli.global)?,
+        Command::Remove { dirs } => {
+            // A bundle made without the store (a copy) has no lease.
+            let store = layer_store(&cli.global).ok();
+            for dir in &dirs {
+                occystrap::bundle::remove(dir, store.as_ref())?;
+            }
+        }
         Command::Completions { .. } | Command::Man => {}
         Command::Search {
             reference,
@@ -251,8 +268,20 @@ async fn make_bundle(
     dir: &Path,
     args: &BundleArgs,
     command: Vec<String>,
+    global: &Global,
     opts: &PullOptions,
 ) -> Result<occystrap::ResolvedImage, Error> {
+    let root = nix::unistd::geteuid().is_root();
+    let rootfs = match args.rootfs.as_str() {
+        "overlay" if !root => {
+            return Err(Error::Usage(
+                "--rootfs overlay: overlay mounts of the layer store need root; --rootfs copy works as any user".into(),
+            ));
+        }
+        "overlay" => Rootfs::Overlay(layer_store(global)?),
+        "auto" if root => Rootfs::Overlay(layer_store(global)?),
+        _ => Rootfs::Copy,
+    };
     let profile = convert::profile(&args.profile)?;
     let bundle = BundleOptions {
         profile,
@@ -265,6 +294,7 @@ async fn make_bundle(
             user: args.user.clone(),
         },
         replace: args.force,
+        rootfs,
         ..BundleOptions::default()
     };
     occystrap::create_bundle(name, dir, &bundle, opts).await
@@ -595,6 +625,64 @@ fn blob_cache(global: &Global) -> Result<Option<BlobCache>, Error> {
         Some(dir) => BlobCache::open(&dir).map(Some),
         None => Ok(None),
     }
+}
+
+/// `--store`, else `store/` in the cache directory.
+fn layer_store(global: &Global) -> Result<Store, Error> {
+    let dir = global
+        .store
+        .clone()
+        .or_else(|| global.cache.as_ref().map(|c| c.join("store")))
+        .or_else(Store::default_dir)
+        .ok_or_else(|| Error::Usage("no layer store: give --store DIR".into()))?;
+    Store::open(&dir)
+}
+
+fn store_command(command: StoreCommand, global: &Global) -> Result<(), Error> {
+    let store = layer_store(global)?;
+    match command {
+        StoreCommand::Info => {
+            let layers = store.info()?;
+            let mut lines: Vec<String> = layers
+                .iter()
+                .map(|l| {
+                    let users: Vec<String> = l
+                        .bundles
+                        .iter()
+                        .map(|b| occystrap::escape::path(b).to_string())
+                        .collect();
+                    format!(
+                        "{} {} bytes, used by {}",
+                        l.chain_id,
+                        l.bytes,
+                        if users.is_empty() {
+                            "no bundle".into()
+                        } else {
+                            users.join(", ")
+                        }
+                    )
+                })
+                .collect();
+            let total: u64 = layers.iter().map(|l| l.bytes).sum();
+            lines.push(format!(
+                "{}: {} layers, {total} bytes",
+                occystrap::escape::path(store.root()),
+                layers.len()
+            ));
+            print_result(&lines.join("\n"))?;
+        }
+        StoreCommand::Prune { max_size } => {
+            let report = store.prune(max_size)?;
+            print_result(&format!(
+                "{}: removed {} layers ({} bytes); {} layers in use stay",
+                occystrap::escape::path(store.root()),
+                report.removed,
+                report.freed,
+                report.leased
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 fn cache_command(command: CacheCommand, global: &Global) -> Result<(), Error> {

@@ -6,10 +6,14 @@ pub mod users;
 
 use std::path::Path;
 
+use std::path::PathBuf;
+
+use crate::escape;
 use crate::fsroot::RootDir;
 use crate::image::ResolvedImage;
 use crate::output::Staged;
 use crate::source::Source;
+use crate::store::{self, Store};
 use crate::unpack::{self, UnpackOptions};
 use crate::{Error, Result, pull};
 use convert::ConvertOptions;
@@ -18,9 +22,23 @@ use users::AccountFile;
 /// /etc/passwd or /etc/group larger than this is not an account database.
 const ACCOUNTS_LIMIT: u64 = 16 * 1024 * 1024;
 
+/// What a bundle's `rootfs/` is.
+#[derive(Debug, Clone, Default)]
+pub enum Rootfs {
+    /// Every layer applied into a directory of its own (the default).
+    #[default]
+    Copy,
+    /// An overlay mount of the image's layers in this store, with the
+    /// container's writes kept in the bundle (see [`crate::store`]). The
+    /// mount outlives the process: [`remove`] unmounts and deletes.
+    Overlay(Store),
+}
+
 /// How to build a bundle.
 #[derive(Debug, Clone)]
 pub struct BundleOptions {
+    /// A copy, or an overlay of stored layers.
+    pub rootfs: Rootfs,
     /// The runtime config the image's settings are applied to (JSON):
     /// [`convert::DEFAULT_PROFILE`], [`convert::ROOTLESS_PROFILE`] or a user's own.
     pub profile: String,
@@ -35,6 +53,7 @@ pub struct BundleOptions {
 impl Default for BundleOptions {
     fn default() -> Self {
         BundleOptions {
+            rootfs: Rootfs::Copy,
             profile: convert::DEFAULT_PROFILE.to_string(),
             convert: ConvertOptions::default(),
             unpack: UnpackOptions::default(),
@@ -55,15 +74,53 @@ pub async fn create(
     progress: &crate::progress::Progress,
 ) -> Result<()> {
     convert::check_profile(&opts.profile)?;
+    if opts.replace && store::is_mountpoint(&dir.join("rootfs")) {
+        return Err(Error::Usage(format!(
+            "{}: its rootfs is mounted: remove it first (occystrap remove)",
+            escape::path(dir)
+        )));
+    }
     // Private: the rootfs holds the image's setuid binaries and devices.
     let staged = Staged::private_dir(dir, opts.replace)?;
     let rootfs = staged.path().join("rootfs");
     std::fs::create_dir(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
-    let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
     let unpack_opts = UnpackOptions {
         limits: source.layer_limits(),
         ..opts.unpack.clone()
     };
+    if let Rootfs::Overlay(store) = &opts.rootfs {
+        let target = absolute(dir)?;
+        let lease = Lease {
+            store,
+            bundle: &target,
+            kept: false,
+        };
+        let mut lowers = store
+            .ensure(source, image, &target, &unpack_opts, progress)
+            .await?;
+        let private = staged.path().join(OVERLAY_DIR);
+        let (upper, work, empty) = (
+            private.join("upper"),
+            private.join("work"),
+            private.join("empty"),
+        );
+        for d in [&private, &upper, &work, &empty] {
+            std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
+        }
+        if lowers.is_empty() {
+            // Overlay wants a lower directory: an image of no layers is empty.
+            lowers.push(empty);
+        }
+        let mount = store::Overlay::mount(&rootfs, &lowers, &upper, &work)?;
+        let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
+        write_config(&root, image, opts, staged.path())?;
+        drop(root);
+        staged.commit()?;
+        mount.keep();
+        lease.keep();
+        return Ok(());
+    }
+    let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
     let start = (root, unpack::LayerStats::default());
     let (root, stats) = pull::each_layer(
         source,
@@ -79,8 +136,23 @@ pub async fn create(
     )
     .await?;
     stats.warn_skipped();
-    let passwd = read_accounts(&root, "/etc/passwd")?;
-    let group = read_accounts(&root, "/etc/group")?;
+    write_config(&root, image, opts, staged.path())?;
+    staged.commit()
+}
+
+/// Where an overlay bundle keeps its upper and work directories.
+pub const OVERLAY_DIR: &str = ".overlay";
+
+/// `config.json` in `bundle`, from the image config and the rootfs's
+/// account files.
+fn write_config(
+    root: &RootDir,
+    image: &ResolvedImage,
+    opts: &BundleOptions,
+    bundle: &Path,
+) -> Result<()> {
+    let passwd = read_accounts(root, "/etc/passwd")?;
+    let group = read_accounts(root, "/etc/group")?;
     let spec = convert::convert(
         &image.config,
         &opts.profile,
@@ -88,11 +160,68 @@ pub async fn create(
         group.as_file(),
         &opts.convert,
     )?;
-    let config_path = staged.path().join("config.json");
+    let config_path = bundle.join("config.json");
     let mut bytes = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Usage(e.to_string()))?;
     bytes.push(b'\n');
-    std::fs::write(&config_path, bytes).map_err(|e| Error::io(&config_path, e))?;
-    staged.commit()
+    std::fs::write(&config_path, bytes).map_err(|e| Error::io(&config_path, e))
+}
+
+/// A bundle's lease on stored layers, released unless the bundle was made.
+struct Lease<'a> {
+    store: &'a Store,
+    bundle: &'a Path,
+    kept: bool,
+}
+
+impl Lease<'_> {
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = self.store.release(self.bundle);
+        }
+    }
+}
+
+/// `path` made absolute (against the working directory), its parent
+/// resolved: the name a lease records.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = parent.canonicalize().map_err(|e| Error::io(parent, e))?;
+    match path.file_name() {
+        Some(name) => Ok(parent.join(name)),
+        None => Err(Error::Usage(format!(
+            "{}: not a directory name",
+            escape::path(path)
+        ))),
+    }
+}
+
+/// Remove the bundle at `dir`, copy or overlay: unmount its rootfs, end
+/// its lease in `store` (if one is given), and delete it. Refused for a
+/// directory that is not a bundle (no `config.json`).
+pub fn remove(dir: &Path, store: Option<&Store>) -> Result<()> {
+    if !dir.join("config.json").is_file() {
+        return Err(Error::Usage(format!(
+            "{}: not a bundle (no config.json); nothing removed",
+            escape::path(dir)
+        )));
+    }
+    let rootfs = dir.join("rootfs");
+    if store::is_mountpoint(&rootfs) {
+        store::unmount(&rootfs)?;
+    }
+    if let Some(store) = store {
+        store.release(&absolute(dir)?)?;
+    }
+    crate::fsroot::remove_all(dir).map_err(|e| Error::io(dir, e))
 }
 
 /// An account file read from the rootfs, owned.

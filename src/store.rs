@@ -1,0 +1,493 @@
+//! The layer store: each layer unpacked once, in overlayfs's own form,
+//! into a directory keyed by its chain ID (as containerd's snapshots are),
+//! so that a bundle's `rootfs/` can be an overlay mount of the image's
+//! stored layers, made in milliseconds, with the container's writes kept
+//! in the bundle.
+//!
+//! A layer is applied onto an overlay mount whose lower directories are
+//! the layers below it and whose upper directory is the new layer's: the
+//! same unpacking engine as for copy bundles (confinement, exact metadata)
+//! does the work, and the kernel records what it does in overlayfs's form.
+//! A removed path becomes a 0/0 character device, a directory made anew
+//! over a lower one is marked `trusted.overlay.opaque`, an implicit parent
+//! directory is copied up with the lower one's metadata, and a hardlink to
+//! a lower file copies it up first, so both names are one file, as in a
+//! copy bundle. A layer is staged and renamed into place only when
+//! complete, so a half-unpacked layer is never used; a crashed run's
+//! staging is swept by the next.
+//!
+//! Overlay mounts name their lower directories by `/proc/self/fd/N` of
+//! descriptors held open for the call: whatever the store's path, an image
+//! of a hundred layers stays well within the one page the kernel allows
+//! for the mount options.
+//!
+//! Several processes share a store: making a bundle holds a shared lock
+//! while it ensures the layers and records a lease (which bundle uses which
+//! layers); `prune` holds it exclusively, and frees only layers no live
+//! bundle leases. Root only: overlayfs with trusted xattrs needs it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+
+use crate::digest::{Digest, Hasher};
+use crate::fsroot::{self, RootDir};
+use crate::image::ResolvedImage;
+use crate::output::Staged;
+use crate::source::Source;
+use crate::unpack::{self, UnpackOptions};
+use crate::{Error, Result, pull};
+
+/// The store's directory layout.
+const LAYERS: &str = "layers";
+const LEASES: &str = "leases";
+const SCRATCH: &str = "scratch";
+const LOCK: &str = "lock";
+
+/// Overlay options for every mount: no index (each bundle's upper is its
+/// own), no redirects or metacopy (an upper directory stays a complete,
+/// self-contained record of its changes).
+const OVERLAY_OPTIONS: &str = "index=off,redirect_dir=off,metacopy=off";
+
+/// A layer store on this machine.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A stored layer, for `store info`.
+#[derive(Debug, Clone)]
+pub struct StoredLayer {
+    /// Its chain ID.
+    pub chain_id: String,
+    /// Bytes of its files.
+    pub bytes: u64,
+    /// Bundles leasing it.
+    pub bundles: Vec<PathBuf>,
+}
+
+/// What [`Store::prune`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Pruned {
+    /// Layers removed.
+    pub removed: usize,
+    /// Bytes freed.
+    pub freed: u64,
+    /// Layers kept because a bundle uses them.
+    pub leased: usize,
+}
+
+/// The chain IDs of an image's layers, lowest first (image-spec config.md:
+/// the first is its diff_id, each next `sha256(parent + " " + diff_id)`).
+pub fn chain_ids(image: &ResolvedImage) -> Vec<Digest> {
+    let mut chains: Vec<Digest> = Vec::with_capacity(image.layers.len());
+    for layer in &image.layers {
+        let chain = match chains.last() {
+            None => layer.diff_id.clone(),
+            Some(parent) => {
+                let mut h = Hasher::sha256();
+                h.update(format!("{parent} {}", layer.diff_id).as_bytes());
+                h.finish()
+            }
+        };
+        chains.push(chain);
+    }
+    chains
+}
+
+impl Store {
+    /// Open (creating if need be) the store at `root`.
+    pub fn open(root: &Path) -> Result<Store> {
+        for dir in [LAYERS, LEASES, SCRATCH] {
+            let dir = root.join(dir);
+            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Next to the blob cache: `$XDG_CACHE_HOME/occystrap/store`, else
+    /// `~/.cache/occystrap/store`.
+    pub fn default_dir() -> Option<PathBuf> {
+        crate::cache::BlobCache::default_dir().map(|d| d.join("store"))
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn layer_dir(&self, chain: &Digest) -> PathBuf {
+        self.root.join(LAYERS).join(chain.hex())
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<Flock<File>> {
+        let path = self.root.join(LOCK);
+        let mut file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let how = if exclusive {
+            FlockArg::LockExclusive
+        } else {
+            FlockArg::LockShared
+        };
+        loop {
+            match Flock::lock(file, how) {
+                Ok(lock) => return Ok(lock),
+                Err((f, nix::errno::Errno::EINTR)) => file = f,
+                Err((_, errno)) => return Err(Error::io(&path, errno.into())),
+            }
+        }
+    }
+
+    /// Make sure every layer of `image` is stored (unpacking those that
+    /// are not, lowest first, verified as for a bundle), lease them to the
+    /// bundle at `bundle`, and return their directories, lowest first.
+    pub async fn ensure(
+        &self,
+        source: &Source,
+        image: &ResolvedImage,
+        bundle: &Path,
+        opts: &UnpackOptions,
+        progress: &crate::progress::Progress,
+    ) -> Result<Vec<PathBuf>> {
+        let _lock = self.lock(false)?;
+        let chains = chain_ids(image);
+        let dirs: Vec<PathBuf> = chains.iter().map(|c| self.layer_dir(c)).collect();
+        let missing: Vec<usize> = (0..dirs.len()).filter(|&i| !dirs[i].is_dir()).collect();
+        if !missing.is_empty() {
+            let mut subset = image.clone();
+            subset.layers = missing.iter().map(|&i| image.layers[i].clone()).collect();
+            let unpack_opts = UnpackOptions {
+                limits: source.layer_limits(),
+                ..opts.clone()
+            };
+            let (store, all) = (self.clone(), dirs.clone());
+            let order = std::sync::Mutex::new(missing.clone().into_iter());
+            pull::each_layer(source, &subset, progress, (), move |(), layer, reader| {
+                let i = order
+                    .lock()
+                    .ok()
+                    .and_then(|mut o| o.next())
+                    .ok_or_else(|| Error::Usage("internal error: layer order".into()))?;
+                store.apply(&all[..i], &all[i], reader, &unpack_opts, &layer.digest)
+            })
+            .await?;
+        }
+        self.lease(bundle, &chains)?;
+        Ok(dirs)
+    }
+
+    /// Unpack one layer into `target`, over `lowers` (lowest first).
+    fn apply(
+        &self,
+        lowers: &[PathBuf],
+        target: &Path,
+        reader: &mut pull::LayerReader,
+        opts: &UnpackOptions,
+        digest: &Digest,
+    ) -> Result<()> {
+        if target.is_dir() {
+            // Another process stored it meanwhile: read through, verified.
+            std::io::copy(reader, &mut std::io::sink()).map_err(|e| reader.classify(e))?;
+            return Ok(());
+        }
+        let staged = Staged::private_dir(target, false)?;
+        let applied = if lowers.is_empty() {
+            // The lowest layer has nothing below it to copy up or hide.
+            let root = RootDir::open(staged.path()).map_err(|e| Error::io(staged.path(), e))?;
+            unpack::apply_layer(&root, reader, opts)
+        } else {
+            let scratch = Scratch::new(&self.root.join(SCRATCH))?;
+            let mount = Overlay::mount(&scratch.mountpoint, lowers, staged.path(), &scratch.work)?;
+            let root = RootDir::open(&mount.target).map_err(|e| Error::io(&mount.target, e))?;
+            let applied = unpack::apply_layer(&root, reader, opts);
+            drop(root);
+            mount.unmount()?;
+            applied
+        };
+        let stats = applied.map_err(|e| e.into_error(&digest.to_string()))?;
+        stats.warn_skipped();
+        match staged.commit() {
+            Ok(()) => Ok(()),
+            // Stored by another process in the meantime: the same content.
+            Err(_) if target.is_dir() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn lease_path(&self, bundle: &Path) -> PathBuf {
+        let key = Digest::sha256_of(bundle.as_os_str().as_encoded_bytes());
+        self.root.join(LEASES).join(format!("{}.json", key.hex()))
+    }
+
+    /// Record that the bundle at `bundle` uses `chains`.
+    fn lease(&self, bundle: &Path, chains: &[Digest]) -> Result<()> {
+        let value = serde_json::json!({
+            "bundle": bundle.to_string_lossy(),
+            "layers": chains.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        });
+        let bytes = serde_json::to_vec(&value).map_err(|e| Error::Usage(e.to_string()))?;
+        crate::export::catalog::write_atomic(&self.lease_path(bundle), &bytes)
+    }
+
+    /// Forget the bundle at `bundle`'s lease.
+    pub fn release(&self, bundle: &Path) -> Result<()> {
+        let path = self.lease_path(bundle);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Live leases: chain ID → bundles. A lease whose bundle is gone is
+    /// stale: removed when `sweep`.
+    fn leases(&self, sweep: bool) -> Result<BTreeMap<String, Vec<PathBuf>>> {
+        let dir = self.root.join(LEASES);
+        let mut leased: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        for entry in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+            let Ok(bytes) = fs::read(&path) else { continue };
+            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            let bundle = PathBuf::from(value["bundle"].as_str().unwrap_or_default());
+            if !bundle.join("config.json").is_file() {
+                if sweep {
+                    let _ = fs::remove_file(&path);
+                }
+                continue;
+            }
+            for chain in value["layers"].as_array().into_iter().flatten() {
+                if let Some(chain) = chain.as_str() {
+                    let hex = chain.trim_start_matches("sha256:").to_string();
+                    leased.entry(hex).or_default().push(bundle.clone());
+                }
+            }
+        }
+        Ok(leased)
+    }
+
+    /// Every stored layer, with its size and the bundles leasing it.
+    pub fn info(&self) -> Result<Vec<StoredLayer>> {
+        let leases = self.leases(false)?;
+        let mut layers = Vec::new();
+        for (hex, path, _) in self.stored()? {
+            layers.push(StoredLayer {
+                chain_id: format!("sha256:{hex}"),
+                bytes: tree_bytes(&path),
+                bundles: leases.get(&hex).cloned().unwrap_or_default(),
+            });
+        }
+        Ok(layers)
+    }
+
+    /// Stored layers: (chain hex, directory, last modified).
+    fn stored(&self) -> Result<Vec<(String, PathBuf, i64)>> {
+        let dir = self.root.join(LAYERS);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Staged layers (`.NAME.occystrap-…`) are not stored yet.
+            if name.starts_with('.') {
+                continue;
+            }
+            let mtime = entry.metadata().map(|m| m.mtime()).unwrap_or(0);
+            out.push((name, entry.path(), mtime));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Remove layers no live bundle leases, least recently stored first,
+    /// until what is left is at most `max_bytes` (`0`: all of them).
+    pub fn prune(&self, max_bytes: u64) -> Result<Pruned> {
+        let _lock = self.lock(true)?;
+        let leased: HashSet<String> = self.leases(true)?.into_keys().collect();
+        let mut report = Pruned::default();
+        let mut candidates = Vec::new();
+        let mut total = 0;
+        for (hex, path, mtime) in self.stored()? {
+            let bytes = tree_bytes(&path);
+            total += bytes;
+            if leased.contains(&hex) {
+                report.leased += 1;
+            } else {
+                candidates.push((mtime, path, bytes));
+            }
+        }
+        candidates.sort();
+        for (_, path, bytes) in candidates {
+            if max_bytes > 0 && total <= max_bytes {
+                break;
+            }
+            fsroot::remove_all(&path).map_err(|e| Error::io(&path, e))?;
+            total -= bytes;
+            report.removed += 1;
+            report.freed += bytes;
+        }
+        Ok(report)
+    }
+}
+
+/// Bytes of the regular files under `dir` (not following symlinks).
+fn tree_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// A mountpoint and an overlay work directory for one apply, removed after.
+struct Scratch {
+    dir: PathBuf,
+    mountpoint: PathBuf,
+    work: PathBuf,
+}
+
+impl Scratch {
+    fn new(parent: &Path) -> Result<Scratch> {
+        let dir = parent.join(format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let (mountpoint, work) = (dir.join("m"), dir.join("w"));
+        for d in [&dir, &mountpoint, &work] {
+            fs::create_dir(d).map_err(|e| Error::io(d, e))?;
+        }
+        Ok(Scratch {
+            dir,
+            mountpoint,
+            work,
+        })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fsroot::remove_all(&self.dir);
+    }
+}
+
+/// An overlay mount, unmounted when dropped (unless [`Overlay::keep`]).
+pub struct Overlay {
+    /// Where it is mounted.
+    pub target: PathBuf,
+    mounted: bool,
+}
+
+impl Overlay {
+    /// Mount at `target` an overlay of `lowers` (lowest first) with
+    /// `upper` and `work` (an empty directory on the upper's filesystem).
+    pub fn mount(target: &Path, lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<Overlay> {
+        let open = |p: &Path| -> Result<OwnedFd> {
+            nix::fcntl::open(
+                p,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::io(p, e.into()))
+        };
+        // Held open until the mount is made: the kernel resolves these
+        // names during the call.
+        let lower_fds: Vec<OwnedFd> = lowers
+            .iter()
+            .rev()
+            .map(|p| open(p))
+            .collect::<Result<_>>()?;
+        let (upper_fd, work_fd) = (open(upper)?, open(work)?);
+        let name = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let lowerdir: Vec<String> = lower_fds.iter().map(name).collect();
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={},{OVERLAY_OPTIONS}",
+            lowerdir.join(":"),
+            name(&upper_fd),
+            name(&work_fd)
+        );
+        nix::mount::mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|e| {
+            Error::io(
+                target,
+                std::io::Error::other(format!(
+                    "cannot mount an overlay of {} layers here ({e}); overlay needs root and a filesystem overlayfs accepts as upper (not overlayfs itself, not NFS)",
+                    lowers.len()
+                )),
+            )
+        })?;
+        Ok(Overlay {
+            target: target.to_path_buf(),
+            mounted: true,
+        })
+    }
+
+    /// Leave it mounted (a bundle's rootfs outlives this process).
+    pub fn keep(mut self) {
+        self.mounted = false;
+    }
+
+    /// Unmount now, reporting failure.
+    pub fn unmount(mut self) -> Result<()> {
+        self.mounted = false;
+        unmount(&self.target)
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = unmount(&self.target);
+        }
+    }
+}
+
+/// Unmount `target`; lazily if it is busy (a process still inside: the
+/// mount goes when it leaves, and nothing new can enter).
+pub fn unmount(target: &Path) -> Result<()> {
+    match nix::mount::umount2(target, MntFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EBUSY) => nix::mount::umount2(target, MntFlags::MNT_DETACH)
+            .map_err(|e| Error::io(target, e.into())),
+        Err(e) => Err(Error::io(target, e.into())),
+    }
+}
+
+/// Whether `path` is a mountpoint (a different device from its parent).
+pub fn is_mountpoint(path: &Path) -> bool {
+    let (Ok(meta), Some(parent)) = (fs::symlink_metadata(path), path.parent()) else {
+        return false;
+    };
+    fs::metadata(parent).is_ok_and(|p| p.dev() != meta.dev())
+}

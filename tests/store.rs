@@ -1,0 +1,238 @@
+//! The layer store and overlay bundles, on real overlayfs (root): the same
+//! tree as a copy bundle, containers that cannot see each other's writes,
+//! `remove` that leaves nothing mounted, and `store prune` that frees only
+//! what no bundle uses.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::busybox::busybox_image;
+use common::cli::{fails_with, occystrap, ok};
+use common::image::{ImageSpec, LayerSpec};
+use common::registry::Registry;
+use common::tree::snapshot;
+
+/// Layers that exercise what overlay must get right: whiteouts of files
+/// and directories, an opaque directory, a hardlink to a lower file,
+/// xattrs, a directory made anew over a lower file, implicit parents.
+fn image() -> ImageSpec {
+    busybox_image()
+        .cmd(&["cat", "/data/kept"])
+        .layer(
+            LayerSpec::new()
+                .dir("data", 0o755)
+                .owner(5, 6)
+                .file("data/kept", b"kept\n", 0o644)
+                .file("data/gone", b"gone\n", 0o644)
+                .file("data/sub/x", b"x\n", 0o600)
+                .dir("opaque", 0o755)
+                .file("opaque/old", b"old\n", 0o644)
+                .file("was-file", b"file\n", 0o644)
+                .file("lower-target", b"shared\n", 0o640)
+                .xattr("user.origin", b"lower"),
+        )
+        .layer(
+            LayerSpec::new()
+                .whiteout("data/gone")
+                .whiteout("data/sub")
+                .opaque("opaque")
+                .file("opaque/new", b"new\n", 0o644)
+                .dir("was-file", 0o700)
+                .file("was-file/inside", b"in\n", 0o644)
+                .hardlink("upper-link", "lower-target")
+                // An implicit parent: `data` is not declared again.
+                .file("data/added", b"added\n", 0o644),
+        )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(s(dir)))
+        .map(str::to_string)
+        .collect()
+}
+
+fn bundle_with(store: &Path, reference: &str, dir: &Path, rootfs: &str) {
+    ok(&occystrap(&[
+        "--store",
+        s(store),
+        "bundle",
+        "--rootfs",
+        rootfs,
+        reference,
+        s(dir),
+    ]));
+}
+
+#[test]
+fn an_overlay_rootfs_is_the_copy_rootfs_and_containers_keep_their_writes() {
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+
+    let copy = dir.path().join("copy");
+    bundle_with(&store, &reference, &copy, "copy");
+    let one = dir.path().join("one");
+    bundle_with(&store, &reference, &one, "overlay");
+    let two = dir.path().join("two");
+    bundle_with(&store, &reference, &two, "overlay");
+
+    let expected = snapshot(&copy.join("rootfs"));
+    for bundle in [&one, &two] {
+        let got = snapshot(&bundle.join("rootfs"));
+        let keys: std::collections::BTreeSet<_> = expected.keys().chain(got.keys()).collect();
+        let differences: Vec<String> = keys
+            .into_iter()
+            .filter(|k| expected.get(*k) != got.get(*k))
+            .map(|k| {
+                format!(
+                    "{k}:\n  copy    {:?}\n  overlay {:?}",
+                    expected.get(k),
+                    got.get(k)
+                )
+            })
+            .collect();
+        assert!(
+            differences.is_empty(),
+            "trees differ:\n{}",
+            differences.join("\n")
+        );
+    }
+    assert!(!expected.contains_key("data/gone") && !expected.contains_key("opaque/old"));
+    assert_eq!(
+        expected["upper-link"].link_group,
+        expected["lower-target"].link_group
+    );
+    assert_eq!(
+        std::fs::read(one.join("config.json")).unwrap(),
+        std::fs::read(copy.join("config.json")).unwrap()
+    );
+
+    // Writes, deletes and chmods in one are seen in neither the other nor
+    // the store.
+    let stored = snapshot(&store.join("layers"));
+    std::fs::write(one.join("rootfs/data/kept"), b"changed\n").unwrap();
+    std::fs::remove_file(one.join("rootfs/opaque/new")).unwrap();
+    std::fs::set_permissions(
+        one.join("rootfs/was-file/inside"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(one.join("rootfs/fresh"), b"fresh\n").unwrap();
+    assert_eq!(
+        std::fs::read(two.join("rootfs/data/kept")).unwrap(),
+        b"kept\n"
+    );
+    assert!(two.join("rootfs/opaque/new").exists() && !two.join("rootfs/fresh").exists());
+    assert!(snapshot(&two.join("rootfs")) == expected);
+    assert!(
+        snapshot(&store.join("layers")) == stored,
+        "the store changed"
+    );
+
+    // runc starts it as it is.
+    let out = Command::new("runc")
+        .args(["run", &format!("occystrap-store-{}", std::process::id())])
+        .current_dir(&two)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "kept\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Info names who uses what; prune keeps what is used.
+    let info = occystrap(&["--store", s(&store), "store", "info"]);
+    ok(&info);
+    let text = String::from_utf8_lossy(&info.stdout).into_owned();
+    assert!(text.contains("3 layers"), "{text}");
+    assert!(text.contains(s(&one)) && text.contains(s(&two)), "{text}");
+    let pruned = occystrap(&["--store", s(&store), "store", "prune"]);
+    ok(&pruned);
+    assert!(String::from_utf8_lossy(&pruned.stdout).contains("removed 0 layers"));
+
+    // remove unmounts and deletes; once no bundle uses them, prune frees.
+    ok(&occystrap(&[
+        "--store",
+        s(&store),
+        "remove",
+        s(&one),
+        s(&two),
+    ]));
+    assert!(!one.exists() && !two.exists());
+    assert!(
+        mounts_under(dir.path()).is_empty(),
+        "{:?}",
+        mounts_under(dir.path())
+    );
+    let pruned = occystrap(&["--store", s(&store), "store", "prune"]);
+    ok(&pruned);
+    assert!(
+        String::from_utf8_lossy(&pruned.stdout).contains("removed 3 layers"),
+        "{}",
+        String::from_utf8_lossy(&pruned.stdout)
+    );
+    // A copy bundle is removed too; what is not a bundle is refused.
+    ok(&occystrap(&["--store", s(&store), "remove", s(&copy)]));
+    assert!(!copy.exists());
+    let out = occystrap(&["remove", s(dir.path())]);
+    fails_with(&out, 2, "not a bundle");
+    assert!(store.exists());
+}
+
+#[test]
+fn a_second_overlay_bundle_unpacks_nothing_and_a_failed_one_leaves_nothing() {
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    bundle_with(&store, &reference, &dir.path().join("a"), "overlay");
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let layers: Vec<_> = std::fs::read_dir(store.join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let before: Vec<u64> = layers.iter().map(|p| inode(p)).collect();
+    bundle_with(&store, &reference, &dir.path().join("b"), "overlay");
+    let after: Vec<u64> = layers.iter().map(|p| inode(p)).collect();
+    assert_eq!(before, after, "layers were unpacked again");
+
+    // A bundle that fails (an existing target) leaves no mount and no lease.
+    let out = occystrap(&[
+        "--store",
+        s(&store),
+        "bundle",
+        "--rootfs",
+        "overlay",
+        &reference,
+        s(&dir.path().join("a")),
+    ]);
+    fails_with(&out, 2, "already exists");
+    assert_eq!(
+        mounts_under(dir.path()).len(),
+        2,
+        "the two bundles' mounts only"
+    );
+    ok(&occystrap(&[
+        "--store",
+        s(&store),
+        "remove",
+        s(&dir.path().join("a")),
+        s(&dir.path().join("b")),
+    ]));
+    assert!(mounts_under(dir.path()).is_empty());
+}
