@@ -19,6 +19,7 @@ pub mod engine;
 pub mod error;
 pub mod escape;
 pub mod export;
+pub mod filter;
 pub mod fsroot;
 pub mod gzip;
 pub mod image;
