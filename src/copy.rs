@@ -338,8 +338,8 @@ impl Copy {
         tokio::task::spawn_blocking(move || {
             recompress(reader, &digest, &check, target, filter.as_deref())
         })
-            .await
-            .map_err(|e| Error::Usage(format!("internal error: recompression failed: {e}")))?
+        .await
+        .map_err(|e| Error::Usage(format!("internal error: recompression failed: {e}")))?
     }
 
     /// A blob from a local file (a recompressed layer), verified already.
@@ -954,10 +954,22 @@ fn recompress(
     let written = {
         let out = io::BufWriter::with_capacity(1 << 20, &mut spool);
         let limits = check.limits;
-        // The layer as it is (checked by our reader), or rewritten.
-        let mut pass = |out: &mut dyn Write| match filter {
-            Some(filter) => filter.rewrite_layer(&mut hashed, out, limits).map(Some),
-            None => crate::export::docker_save::copy_layer(&mut hashed, &mut &mut *out, limits).map(|_| None),
+        // The layer as it is (checked by our reader), or rewritten, in
+        // chunks of one size.
+        let mut pass = |out: &mut dyn Write| {
+            let mut out = Chunked {
+                inner: out,
+                held: Vec::with_capacity(CHUNK),
+            };
+            let id = match filter {
+                Some(filter) => filter
+                    .rewrite_layer(&mut hashed, &mut out, limits)
+                    .map(Some),
+                None => crate::export::docker_save::copy_layer(&mut hashed, &mut out, limits)
+                    .map(|_| None),
+            }?;
+            out.flush().map_err(CopyError::Write)?;
+            Ok(id)
         };
         match target {
             Compression::Gzip => {
@@ -1009,6 +1021,37 @@ fn recompress(
     }
     io::Seek::rewind(&mut spool).map_err(|e| Error::io(&tmp, e))?;
     Ok((spool, sha.finish(), size, new_diff_id))
+}
+
+/// The size of the chunks an encoder is given.
+const CHUNK: usize = 256 * 1024;
+
+/// Passes what is written on in chunks of [`CHUNK`] bytes, whatever the
+/// sizes of the writes: a compressor's output may depend on how its input
+/// was split, and that follows the network's packets; the same layer must
+/// compress to the same bytes. `flush` passes on what is held, but does not
+/// flush the encoder (which its owner finishes).
+struct Chunked<W> {
+    inner: W,
+    held: Vec<u8>,
+}
+
+impl<W: Write> Write for Chunked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.held.len());
+        self.held.extend_from_slice(&buf[..n]);
+        if self.held.len() == CHUNK {
+            self.inner.write_all(&self.held)?;
+            self.held.clear();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.write_all(&self.held)?;
+        self.held.clear();
+        Ok(())
+    }
 }
 
 /// The layer media type for `compression` in a manifest of `manifest_type`.

@@ -549,7 +549,9 @@ mod tests {
         };
         let config =
             br#"{"created":"2024-01-01T00:00:00Z","rootfs":{"type":"layers","diff_ids":[]}}"#;
-        let out = filter.rewrite_config(config, &d, &[d.clone()]).unwrap();
+        let out = filter
+            .rewrite_config(config, &d, std::slice::from_ref(&d))
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["created"], "1970-01-01T00:00:00Z");
         assert_eq!(v["rootfs"]["diff_ids"][0], d.to_string());
