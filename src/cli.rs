@@ -205,8 +205,9 @@ pub enum Command {
         /// The image compared to
         b: String,
     },
-    /// Copy an image, blob for blob and every digest kept, to a registry, an OCI
-    /// layout (added to one that exists), an oci-archive, a docker-archive or the engine
+    /// Copy an image, blob for blob and every digest kept (with filters: a new
+    /// image), to a registry, an OCI layout (added to one that exists), an
+    /// oci-archive, a docker-archive or the engine
     Copy {
         /// Copy every platform of an index (registries, OCI layouts and archives)
         #[arg(long)]
