@@ -143,6 +143,8 @@ pub enum Command {
         reference: String,
         /// Output tarball (replaced atomically if it exists)
         output: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Build an OCI runtime bundle (config.json + rootfs/) that `runc run` starts
     Bundle {
@@ -154,6 +156,8 @@ pub enum Command {
         dir: PathBuf,
         #[command(flatten)]
         bundle: BundleArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
         /// Command and arguments to run instead of the image's Entrypoint + Cmd
         #[arg(last = true)]
         command: Vec<String>,
@@ -205,8 +209,9 @@ pub enum Command {
         /// The image compared to
         b: String,
     },
-    /// Copy an image, blob for blob and every digest kept, to a registry, an OCI
-    /// layout (added to one that exists), an oci-archive, a docker-archive or the engine
+    /// Copy an image, blob for blob and every digest kept (with filters: a new
+    /// image), to a registry, an OCI layout (added to one that exists), an
+    /// oci-archive, a docker-archive or the engine
     Copy {
         /// Copy every platform of an index (registries, OCI layouts and archives)
         #[arg(long)]
@@ -215,6 +220,8 @@ pub enum Command {
         /// gzip, zstd or none; by default each keeps its compression and digest
         #[arg(long, value_name = "gzip|zstd|none", value_parser = ["gzip", "zstd", "none"])]
         dest_compress: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
         /// Image to copy: a reference, docker://, docker-archive:, oci:, oci-archive:
         #[arg(value_name = "SOURCE")]
         source: String,
@@ -323,6 +330,21 @@ pub struct ExtractArgs {
     /// Replace DIR if it exists (only once the new one is complete)
     #[arg(long, conflicts_with = "unique_names")]
     pub force: bool,
+}
+
+/// Filters that make a new image (`export`, `copy`; `bundle` takes only
+/// `--exclude`).
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Set every entry's mtime, and the config's `created`, to EPOCH (seconds;
+    /// default: $SOURCE_DATE_EPOCH, else 0): a new image, the same bytes every run
+    #[arg(long, value_name = "EPOCH", num_args = 0..=1, require_equals = true,
+          allow_negative_numbers = true)]
+    pub normalize_timestamps: Option<Option<i64>>,
+    /// Leave out entries whose path, or a directory above it, matches GLOB
+    /// (`var/cache/**`, `**/*.pyc`; repeatable): a new image
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
 }
 
 /// Options of `bundle` and `fetch-to-oci`.

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::digest::{Digest, Hasher};
 use crate::export::docker_save::CopyError;
 use crate::export::oci_layout::LayoutWriter;
+use crate::filter::Filter;
 use crate::image;
 use crate::layer::{Compression, LayerDecoder, LayerLimits};
 use crate::platform::Platform;
@@ -80,7 +81,7 @@ pub enum Destination {
 }
 
 /// How to copy.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
     /// Copy an index whole (every platform), not the platform's image.
     pub all: bool,
@@ -91,6 +92,10 @@ pub struct CopyOptions {
     /// gzip at level 6 and zstd at level 3, without timestamps, so the same
     /// input gives the same bytes.
     pub compress: Option<Compression>,
+    /// Rewrite each image's layers and config (see [`crate::filter`]): new
+    /// layers, compressed as `compress` says or gzip, a new config (a new
+    /// image ID) and new manifests. Artifacts are copied as they are.
+    pub filter: Filter,
 }
 
 /// Copy the image `source` names into `dest`, and commit it (a layout's
@@ -130,6 +135,7 @@ pub async fn copy(
         source: source.clone(),
         dest,
         compress: options.compress,
+        filter: (!options.filter.is_empty()).then(|| Arc::new(options.filter)),
         copied: Copied {
             manifest: top.clone(),
             images: 0,
@@ -198,6 +204,7 @@ struct Copy {
     source: Arc<Source>,
     dest: Dest,
     compress: Option<Compression>,
+    filter: Option<Arc<Filter>>,
     copied: Copied,
 }
 
@@ -211,7 +218,7 @@ impl Copy {
 
     /// One image: config, layers, then its manifest (but a registry's
     /// root, pushed by tag at the end). Returns the manifest as written
-    /// (rewritten if layers were recompressed).
+    /// (rewritten if layers were recompressed or filtered).
     async fn image(&mut self, manifest: &RawManifest, root: bool) -> Result<RawManifest> {
         let parsed: Manifest = parse("manifest", manifest)?;
         let config_digest = Digest::parse(&parsed.config.digest)?;
@@ -233,8 +240,15 @@ impl Copy {
         } else {
             None
         };
-        if !self.present(&config_digest).await? {
-            self.put_bytes(&config_digest, config).await?;
+        // A filtered image's config is written once its layers are.
+        let filter = self.filter.clone().filter(|_| diff_ids.is_some());
+        let mut new_diff_ids: Vec<Digest> = diff_ids
+            .iter()
+            .flatten()
+            .map(|l| l.diff_id.clone())
+            .collect();
+        if filter.is_none() && !self.present(&config_digest).await? {
+            self.put_bytes(&config_digest, config.clone()).await?;
         }
         let mut recompressed = Vec::new();
         for (i, layer) in parsed.layers.iter().enumerate() {
@@ -248,13 +262,20 @@ impl Copy {
                     diff_id: l.diff_id.clone(),
                     limits: self.source.layer_limits(),
                 });
-            let target = self
-                .compress
-                .filter(|c| Compression::from_media_type(&layer.media_type) != Some(*c));
+            let target = match &filter {
+                Some(_) => Some(self.compress.unwrap_or(Compression::Gzip)),
+                None => self
+                    .compress
+                    .filter(|c| Compression::from_media_type(&layer.media_type) != Some(*c)),
+            };
             if let (Some(target), Some(check)) = (target, &check) {
                 let media_type = layer_media_type(target, &manifest.media_type)?;
-                let (spool, new_digest, size) =
-                    self.recompress(&digest, layer.size, check, target).await?;
+                let (spool, new_digest, size, diff_id) = self
+                    .recompress(&digest, layer.size, check, target, filter.clone())
+                    .await?;
+                if let (Some(diff_id), Some(slot)) = (diff_id, new_diff_ids.get_mut(i)) {
+                    *slot = diff_id;
+                }
                 if !self.present(&new_digest).await? {
                     self.put_file(&new_digest, size, spool).await?;
                 }
@@ -270,6 +291,18 @@ impl Copy {
             manifest.clone()
         } else {
             with_layers(manifest, &recompressed)?
+        };
+        let manifest = match &filter {
+            None => manifest,
+            Some(filter) => {
+                let config = filter.rewrite_config(&config, &config_digest, &new_diff_ids)?;
+                let digest = Digest::sha256_of(&config);
+                let size = config.len() as u64;
+                if !self.present(&digest).await? {
+                    self.put_bytes(&digest, config).await?;
+                }
+                with_config(&manifest, &digest, size)?
+            }
         };
         match &self.dest {
             Dest::Registry { .. } if root => {}
@@ -288,21 +321,25 @@ impl Copy {
         Ok(manifest)
     }
 
-    /// A layer decompressed, checked (diff_id, our tar reader, limits) and
-    /// compressed again as `target`, into an anonymous temporary file:
-    /// its new digest and size.
+    /// A layer decompressed, checked (diff_id, our tar reader, limits),
+    /// rewritten by `filter` if there is one, and compressed again as
+    /// `target`, into an anonymous temporary file: its new digest and
+    /// size, and its new diff_id if it was filtered.
     async fn recompress(
         &self,
         digest: &Digest,
         size: u64,
         check: &LayerCheck,
         target: Compression,
-    ) -> Result<(std::fs::File, Digest, u64)> {
+        filter: Option<Arc<Filter>>,
+    ) -> Result<Recompressed> {
         let reader = self.source.open_blob("layer", digest, size).await?;
         let (digest, check) = (digest.clone(), check.clone());
-        tokio::task::spawn_blocking(move || recompress(reader, &digest, &check, target))
-            .await
-            .map_err(|e| Error::Usage(format!("internal error: recompression failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            recompress(reader, &digest, &check, target, filter.as_deref())
+        })
+        .await
+        .map_err(|e| Error::Usage(format!("internal error: recompression failed: {e}")))?
     }
 
     /// A blob from a local file (a recompressed layer), verified already.
@@ -893,13 +930,18 @@ fn append(
         .map_err(CopyError::Write)
 }
 
-/// Decompress, check and compress again (see [`Copy::recompress`]).
+/// A recompressed layer in a temporary file: its digest and size, and its
+/// new diff_id if it was filtered.
+type Recompressed = (std::fs::File, Digest, u64, Option<Digest>);
+
+/// Decompress, check, filter and compress again (see [`Copy::recompress`]).
 fn recompress(
     reader: registry::BlobReader,
     digest: &Digest,
     check: &LayerCheck,
     target: Compression,
-) -> Result<(std::fs::File, Digest, u64)> {
+    filter: Option<&Filter>,
+) -> Result<Recompressed> {
     let shown = digest.to_string();
     let decoder = LayerDecoder::new(reader, &check.media_type, &shown, check.limits)
         .map_err(|e| crate::layer::classify_read_error(e, &shown, Compression::None))?;
@@ -912,43 +954,57 @@ fn recompress(
     let written = {
         let out = io::BufWriter::with_capacity(1 << 20, &mut spool);
         let limits = check.limits;
+        // The layer as it is (checked by our reader), or rewritten, in
+        // chunks of one size.
+        let mut pass = |out: &mut dyn Write| {
+            let mut out = Chunked {
+                inner: out,
+                held: Vec::with_capacity(CHUNK),
+            };
+            let id = match filter {
+                Some(filter) => filter
+                    .rewrite_layer(&mut hashed, &mut out, limits)
+                    .map(Some),
+                None => crate::export::docker_save::copy_layer(&mut hashed, &mut out, limits)
+                    .map(|_| None),
+            }?;
+            out.flush().map_err(CopyError::Write)?;
+            Ok(id)
+        };
         match target {
             Compression::Gzip => {
                 let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
-                crate::export::docker_save::copy_layer(&mut hashed, &mut encoder, limits).and_then(
-                    |_| {
-                        encoder
-                            .finish()
-                            .and_then(|mut o| o.flush())
-                            .map_err(CopyError::Write)
-                    },
-                )
+                pass(&mut encoder).and_then(|id| {
+                    encoder
+                        .finish()
+                        .and_then(|mut o| o.flush())
+                        .map(|()| id)
+                        .map_err(CopyError::Write)
+                })
             }
             Compression::Zstd => {
                 let mut encoder = zstd::Encoder::new(out, 3).map_err(|e| Error::io(&tmp, e))?;
-                crate::export::docker_save::copy_layer(&mut hashed, &mut encoder, limits).and_then(
-                    |_| {
-                        encoder
-                            .finish()
-                            .and_then(|mut o| o.flush())
-                            .map_err(CopyError::Write)
-                    },
-                )
+                pass(&mut encoder).and_then(|id| {
+                    encoder
+                        .finish()
+                        .and_then(|mut o| o.flush())
+                        .map(|()| id)
+                        .map_err(CopyError::Write)
+                })
             }
             Compression::None => {
                 let mut out = out;
-                crate::export::docker_save::copy_layer(&mut hashed, &mut out, limits)
-                    .and_then(|_| out.flush().map_err(CopyError::Write))
+                pass(&mut out).and_then(|id| out.flush().map(|()| id).map_err(CopyError::Write))
             }
         }
     };
     let Hashing { inner, hasher } = hashed;
-    match written {
-        Ok(()) => {}
+    let new_diff_id = match written {
+        Ok(id) => id,
         Err(CopyError::Read(e)) => return Err(inner.classify(e)),
         Err(CopyError::Write(e)) => return Err(Error::io(&tmp, e)),
         Err(CopyError::Tar(e)) => return Err(crate::unpack::UnpackError::Tar(e).into_error(&shown)),
-    }
+    };
     inner.finish()?;
     hasher.check("layer diff_id", &check.diff_id)?;
     io::Seek::rewind(&mut spool).map_err(|e| Error::io(&tmp, e))?;
@@ -964,7 +1020,38 @@ fn recompress(
         size += n as u64;
     }
     io::Seek::rewind(&mut spool).map_err(|e| Error::io(&tmp, e))?;
-    Ok((spool, sha.finish(), size))
+    Ok((spool, sha.finish(), size, new_diff_id))
+}
+
+/// The size of the chunks an encoder is given.
+const CHUNK: usize = 256 * 1024;
+
+/// Passes what is written on in chunks of [`CHUNK`] bytes, whatever the
+/// sizes of the writes: a compressor's output may depend on how its input
+/// was split, and that follows the network's packets; the same layer must
+/// compress to the same bytes. `flush` passes on what is held, but does not
+/// flush the encoder (which its owner finishes).
+struct Chunked<W> {
+    inner: W,
+    held: Vec<u8>,
+}
+
+impl<W: Write> Write for Chunked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.held.len());
+        self.held.extend_from_slice(&buf[..n]);
+        if self.held.len() == CHUNK {
+            self.inner.write_all(&self.held)?;
+            self.held.clear();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.write_all(&self.held)?;
+        self.held.clear();
+        Ok(())
+    }
 }
 
 /// The layer media type for `compression` in a manifest of `manifest_type`.
@@ -996,6 +1083,16 @@ fn with_layers(
         layer["mediaType"] = media_type.clone().into();
         layer["digest"] = digest.to_string().into();
         layer["size"] = (*size).into();
+    }
+    raw(manifest, &value)
+}
+
+/// `manifest` with its config descriptor replaced.
+fn with_config(manifest: &RawManifest, digest: &Digest, size: u64) -> Result<RawManifest> {
+    let mut value: serde_json::Value = parse("manifest", manifest)?;
+    if let Some(config) = value.get_mut("config").and_then(|c| c.as_object_mut()) {
+        config.insert("digest".into(), digest.to_string().into());
+        config.insert("size".into(), size.into());
     }
     raw(manifest, &value)
 }

@@ -34,6 +34,7 @@ pub mod engine;
 pub mod error;
 pub mod escape;
 pub mod export;
+pub mod filter;
 pub mod fsroot;
 pub mod gzip;
 pub mod image;
@@ -145,15 +146,17 @@ fn check_platform(image: &ResolvedImage, opts: &PullOptions) -> Result<()> {
 
 /// Write `name`'s image as a `docker load`-able tarball at `target`,
 /// tagged with the name it goes by ([`ResolvedImage::reference`]). Nothing
-/// appears at `target` unless every blob and layer verified.
+/// appears at `target` unless every blob and layer verified. A `filter`
+/// that changes something makes it a new image (see [`filter`]).
 pub async fn export_tarball(
     name: &ImageName,
     target: &Path,
+    filter: &filter::Filter,
     opts: &PullOptions,
 ) -> Result<ResolvedImage> {
     let (source, image) = resolve(name, opts).await?;
     let tags = image.tags();
-    export::docker_tarball(&source, &image, target, &tags, &opts.progress).await?;
+    export::docker_tarball(&source, &image, target, &tags, filter, &opts.progress).await?;
     done(&image, target, opts);
     Ok(image)
 }
@@ -259,7 +262,8 @@ pub async fn extract_image(
 /// or the local engine (`docker-daemon:NAME:TAG`, see
 /// [`copy::to_engine`]). With `options.all`, an index is copied whole
 /// (registries and layouts); otherwise the platform's image; with
-/// `options.compress`, layers are recompressed (registries and layouts).
+/// `options.compress`, layers are recompressed (registries and layouts);
+/// with `options.filter`, a new image is written (not to the engine).
 pub async fn copy_image(
     from: &ImageName,
     to: &ImageName,
@@ -314,7 +318,15 @@ pub async fn copy_image(
             };
             let (source, image) = resolve(from, opts).await?;
             let tags = tags.unwrap_or_else(|| image.tags());
-            export::docker_tarball(&source, &image, path, &tags, &opts.progress).await?;
+            export::docker_tarball(
+                &source,
+                &image,
+                path,
+                &tags,
+                &options.filter,
+                &opts.progress,
+            )
+            .await?;
             copy::Copied {
                 manifest: image.manifest.clone(),
                 images: 1,
@@ -323,6 +335,11 @@ pub async fn copy_image(
             }
         }
         ImageName::DockerDaemon(name) => {
+            if !options.filter.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{to}: filters are not supported for the engine; export to docker-archive:FILE and docker load it"
+                )));
+            }
             if all || digest::Digest::parse(name).is_ok() || name.contains('@') {
                 return Err(Error::Usage(format!(
                     "{to}: an engine takes one image, tagged: docker-daemon:NAME:TAG, without --all"

@@ -14,11 +14,14 @@ use occystrap::{Error, ImageName, ImageRef, Platform, PullOptions, RegistryOptio
 
 use std::path::Path;
 
-use cli::{BundleArgs, CacheCommand, Cli, Command, ExtractArgs, Format, Global, StoreCommand};
+use cli::{
+    BundleArgs, CacheCommand, Cli, Command, ExtractArgs, FilterArgs, Format, Global, StoreCommand,
+};
 use occystrap::bundle::convert::{self, ConvertOptions};
 use occystrap::bundle::{BundleOptions, Rootfs};
 use occystrap::cache::BlobCache;
 use occystrap::export::extracted::ExtractOptions;
+use occystrap::filter::Filter;
 use occystrap::layer::LayerLimits;
 use occystrap::store::Store;
 use render::{Console, ProgressMode};
@@ -118,40 +121,48 @@ async fn run(cli: Cli, console: Arc<Console>, cancel: occystrap::Cancel) -> Resu
         console,
     };
     match cli.command {
-        Command::Export { reference, output } => {
+        Command::Export {
+            reference,
+            output,
+            filter,
+        } => {
             let name = ImageName::parse(&reference)?;
-            let image = occystrap::export_tarball(&name, &output, &opts).await?;
+            let filter = make_filter(&filter)?;
+            let image = occystrap::export_tarball(&name, &output, &filter, &opts).await?;
             out.image(&image, &output)?;
         }
         Command::FetchToTarfile { args } => {
             let (registry, image, tag, output) = cli::legacy_args(&args);
             let name = ImageName::Registry(ImageRef::from_parts(registry, image, tag)?);
             let output = std::path::PathBuf::from(output);
-            let image = occystrap::export_tarball(&name, &output, &opts).await?;
+            let filter = Filter::default();
+            let image = occystrap::export_tarball(&name, &output, &filter, &opts).await?;
             out.image(&image, &output)?;
         }
         Command::Bundle {
             reference,
             dir,
             bundle,
+            filter,
             command,
         } => {
             let name = ImageName::parse(&reference)?;
-            let image = make_bundle(&name, &dir, &bundle, command, &cli.global, &opts).await?;
+            if filter.normalize_timestamps.is_some() {
+                return Err(Error::Usage(
+                    "bundle: --normalize-timestamps makes a new image, and a bundle is not an image; only --exclude applies to a bundle".into(),
+                ));
+            }
+            let filter = make_filter(&filter)?;
+            let image =
+                make_bundle(&name, &dir, &bundle, filter, command, &cli.global, &opts).await?;
             out.image(&image, &dir)?;
         }
         Command::FetchToOci { args, bundle } => {
             let (registry, image, tag, dir) = cli::legacy_args(&args);
             let name = ImageName::Registry(ImageRef::from_parts(registry, image, tag)?);
-            let image = make_bundle(
-                &name,
-                Path::new(dir),
-                &bundle,
-                Vec::new(),
-                &cli.global,
-                &opts,
-            )
-            .await?;
+            let (filter, path) = (Filter::default(), Path::new(dir));
+            let image =
+                make_bundle(&name, path, &bundle, filter, Vec::new(), &cli.global, &opts).await?;
             out.image(&image, Path::new(dir))?;
         }
         Command::Extract {
@@ -221,6 +232,7 @@ async fn run(cli: Cli, console: Arc<Console>, cancel: occystrap::Cancel) -> Resu
         Command::Copy {
             all,
             dest_compress,
+            filter,
             source,
             destination,
         } => {
@@ -231,7 +243,12 @@ async fn run(cli: Cli, console: Arc<Console>, cancel: occystrap::Cancel) -> Resu
                 "zstd" => Compression::Zstd,
                 _ => Compression::None,
             });
-            let options = occystrap::copy::CopyOptions { all, compress };
+            let filter = make_filter(&filter)?;
+            let options = occystrap::copy::CopyOptions {
+                all,
+                compress,
+                filter,
+            };
             let copied = occystrap::copy_image(&from, &to, options, &opts).await?;
             out.copied(&from, &to, &copied)?;
         }
@@ -267,6 +284,7 @@ async fn make_bundle(
     name: &ImageName,
     dir: &Path,
     args: &BundleArgs,
+    filter: Filter,
     command: Vec<String>,
     global: &Global,
     opts: &PullOptions,
@@ -297,7 +315,29 @@ async fn make_bundle(
         rootfs,
         ..BundleOptions::default()
     };
+    let bundle = BundleOptions {
+        unpack: occystrap::unpack::UnpackOptions {
+            filter: Arc::new(filter),
+            ..bundle.unpack
+        },
+        ..bundle
+    };
     occystrap::create_bundle(name, dir, &bundle, opts).await
+}
+
+/// The filter `--normalize-timestamps` and `--exclude` ask for.
+fn make_filter(args: &FilterArgs) -> Result<Filter, Error> {
+    let normalize = match args.normalize_timestamps {
+        None => None,
+        Some(Some(epoch)) => Some(epoch),
+        Some(None) => Some(occystrap::filter::default_epoch()?),
+    };
+    let exclude = args
+        .exclude
+        .iter()
+        .map(|glob| occystrap::search::Pattern::glob(glob))
+        .collect::<Result<_, _>>()?;
+    Ok(Filter { normalize, exclude })
 }
 
 /// What a command made, printed on stdout as `--format` says.

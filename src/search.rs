@@ -17,6 +17,7 @@ use crate::{Error, Result, pull};
 /// What to look for: a shell glob over the whole path (`*` stays within a
 /// component, `**` crosses them), or a regular expression found anywhere
 /// in it. Paths are relative to the root, without a leading `/` or `./`.
+#[derive(Debug, Clone)]
 pub enum Pattern {
     Glob(globset::GlobMatcher),
     Regex(regex::bytes::Regex),
@@ -40,7 +41,8 @@ impl Pattern {
             .map_err(|e| Error::Usage(format!("{pattern:?}: not a regular expression: {e}")))
     }
 
-    fn matches(&self, path: &[u8]) -> bool {
+    /// Whether `path` (cleaned, relative) matches.
+    pub(crate) fn matches(&self, path: &[u8]) -> bool {
         match self {
             Pattern::Glob(glob) => {
                 use std::os::unix::ffi::OsStrExt;

@@ -84,7 +84,7 @@ pub(crate) const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 const COPY_BUFFER: usize = 128 * 1024;
 
 /// How to apply a layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct UnpackOptions {
     /// Apply whiteouts (true, default) or keep `.wh.*` files as ordinary
     /// files (for forensic per-layer extraction).
@@ -94,6 +94,9 @@ pub struct UnpackOptions {
     pub preserve_owners: bool,
     /// Caps on entries and on the bytes they add up to.
     pub limits: tar::Limits,
+    /// Entries this filter drops are skipped (bundles use its exclusions;
+    /// see [`crate::filter`]).
+    pub filter: std::sync::Arc<crate::filter::Filter>,
 }
 
 impl Default for UnpackOptions {
@@ -102,6 +105,7 @@ impl Default for UnpackOptions {
             apply_whiteouts: true,
             preserve_owners: nix::unistd::geteuid().is_root(),
             limits: tar::Limits::default(),
+            filter: Default::default(),
         }
     }
 }
@@ -353,7 +357,7 @@ impl<'a> Applier<'a> {
     }
 
     fn apply<R: Read>(&mut self, h: &Header, reader: &mut tar::Reader<R>) -> Result<()> {
-        if h.kind == Kind::GlobalExtension {
+        if h.kind == Kind::GlobalExtension || self.opts.filter.drops(h) {
             return Ok(());
         }
         self.stats.entries += 1;

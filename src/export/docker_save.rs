@@ -11,6 +11,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use serde_json::json;
 
+use crate::digest::Digest;
 use crate::image::ResolvedImage;
 use crate::reference::ImageRef;
 use crate::tar::{Limits, TarError};
@@ -26,13 +27,16 @@ pub struct Layout {
 impl Layout {
     /// The layout of `image`.
     pub fn of(image: &ResolvedImage) -> Layout {
+        let diff_ids: Vec<_> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+        Layout::new(&image.config_digest, &diff_ids)
+    }
+
+    /// The layout of an image whose config blob is `config` and whose
+    /// layers are `diff_ids`, lowest first.
+    pub fn new(config: &Digest, diff_ids: &[Digest]) -> Layout {
         Layout {
-            config: format!("{}.json", image.config_digest.hex()),
-            layers: image
-                .layers
-                .iter()
-                .map(|l| layer_path(l.diff_id.hex()))
-                .collect(),
+            config: format!("{}.json", config.hex()),
+            layers: diff_ids.iter().map(|d| layer_path(d.hex())).collect(),
         }
     }
 
@@ -119,6 +123,39 @@ impl<W: Write + Seek> TarWriter<W> {
             .map_err(CopyError::Write)?;
         self.files.insert(name.to_string());
         Ok(size)
+    }
+
+    /// Add a file `<dir>/<name>` whose path `fill` returns once it has
+    /// streamed the content (a layer named by a digest known only at its
+    /// end): room for the directory's and the file's headers is kept
+    /// before the content and they are written after it. Returns the path.
+    pub fn add_stream_named(
+        &mut self,
+        fill: impl FnOnce(&mut W) -> Result<(u64, String), CopyError>,
+    ) -> Result<String, CopyError> {
+        let header_at = self.out.stream_position().map_err(CopyError::Write)?;
+        self.out.write_all(&[0u8; 1024]).map_err(CopyError::Write)?;
+        let (size, name) = fill(&mut self.out)?;
+        let Some((dir, _)) = name.rsplit_once('/') else {
+            return Err(CopyError::Write(io::Error::other(format!(
+                "internal error: {name} is not in a directory"
+            ))));
+        };
+        // The same directory twice (the same layer twice) is harmless.
+        let mut h = header(&format!("{dir}/"), tar::EntryType::Directory, 0o755, 0)
+            .map_err(CopyError::Write)?;
+        h.set_cksum();
+        self.dirs.insert(dir.to_string());
+        let end = self.out.stream_position().map_err(CopyError::Write)?;
+        self.out
+            .seek(SeekFrom::Start(header_at))
+            .and_then(|_| self.out.write_all(h.as_bytes()))
+            .and_then(|()| self.out.seek(SeekFrom::Start(end)))
+            .map_err(CopyError::Write)?;
+        self.patch_header(&name, header_at + 512, size)
+            .map_err(CopyError::Write)?;
+        self.files.insert(name.clone());
+        Ok(name)
     }
 
     fn patch_header(&mut self, name: &str, header_at: u64, size: u64) -> io::Result<()> {

@@ -8,9 +8,11 @@ pub mod extracted;
 pub mod oci_layout;
 pub mod recreate;
 
-use std::io::BufWriter;
+use std::io::{BufWriter, Seek};
 use std::path::Path;
 
+use crate::digest::Digest;
+use crate::filter::Filter;
 use crate::image::ResolvedImage;
 use crate::output::Staged;
 use crate::pull;
@@ -20,35 +22,74 @@ use docker_save::{CopyError, Layout, TarWriter};
 
 /// Write `image` as a `docker load`-able tarball at `target`, tagged with
 /// `repo_tags` (Docker's familiar names, e.g. `busybox:latest`). The file
-/// appears only when complete and verified.
+/// appears only when complete and verified. With a `filter` that changes
+/// something, layers and config are rewritten (see [`crate::filter`]): the
+/// tarball holds a new image.
 pub async fn docker_tarball(
     source: &Source,
     image: &ResolvedImage,
     target: &Path,
     repo_tags: &[String],
+    filter: &Filter,
     progress: &crate::progress::Progress,
 ) -> Result<()> {
     let (staged, file) = Staged::file(target)?;
-    let layout = Layout::of(image);
     let tmp = staged.path().to_path_buf();
     let io_err = move |e| Error::io(&tmp, e);
     let mut writer = TarWriter::new(BufWriter::with_capacity(1 << 20, file));
-    writer
-        .add_file(&layout.config, &image.config_bytes)
-        .map_err(&io_err)?;
+    let filter = (!filter.is_empty()).then(|| filter.clone());
+    let rewriting = filter.clone();
+    if filter.is_none() {
+        // Unfiltered, the config keeps its bytes and its name is known.
+        writer
+            .add_file(&Layout::of(image).config, &image.config_bytes)
+            .map_err(&io_err)?;
+    }
     let tmp = staged.path().to_path_buf();
     let limits = source.layer_limits();
-    let mut writer = pull::each_layer(source, image, progress, writer, move |w, layer, reader| {
-        let name = docker_save::layer_path(layer.diff_id.hex());
-        let result = if w.contains(&name) {
-            // The same layer twice in one image: verify it, store it once.
-            docker_save::copy_layer(reader, &mut std::io::sink(), limits)
-        } else {
-            w.add_stream(&name, |out| docker_save::copy_layer(reader, out, limits))
-        };
-        copied(result.map(drop), reader, layer, &tmp)
-    })
+    let state = (writer, Vec::<Digest>::new());
+    let (mut writer, diff_ids) = pull::each_layer(
+        source,
+        image,
+        progress,
+        state,
+        move |(w, diff_ids), layer, reader| {
+            let result = match &filter {
+                None => {
+                    let name = docker_save::layer_path(layer.diff_id.hex());
+                    diff_ids.push(layer.diff_id.clone());
+                    if w.contains(&name) {
+                        // The same layer twice in one image: verify it, store it once.
+                        docker_save::copy_layer(reader, &mut std::io::sink(), limits).map(drop)
+                    } else {
+                        w.add_stream(&name, |out| docker_save::copy_layer(reader, out, limits))
+                            .map(drop)
+                    }
+                }
+                Some(filter) => w
+                    .add_stream_named(|out| {
+                        let start = out.stream_position().map_err(CopyError::Write)?;
+                        let diff_id = filter.rewrite_layer(&mut *reader, &mut *out, limits)?;
+                        let end = out.stream_position().map_err(CopyError::Write)?;
+                        diff_ids.push(diff_id.clone());
+                        Ok((end - start, docker_save::layer_path(diff_id.hex())))
+                    })
+                    .map(drop),
+            };
+            copied(result, reader, layer, &tmp)
+        },
+    )
     .await?;
+    let layout = match &rewriting {
+        None => Layout::of(image),
+        Some(filter) => {
+            let config =
+                filter.rewrite_config(&image.config_bytes, &image.config_digest, &diff_ids)?;
+            let layout = Layout::new(&Digest::sha256_of(&config), &diff_ids);
+            writer.add_file(&layout.config, &config).map_err(&io_err)?;
+            layout
+        }
+    };
     writer
         .add_file("manifest.json", &layout.manifest_json(repo_tags))
         .map_err(&io_err)?;
