@@ -297,7 +297,8 @@ async fn make_bundle(
             ));
         }
         "overlay" => Rootfs::Overlay(layer_store(global)?),
-        "auto" if root => Rootfs::Overlay(layer_store(global)?),
+        // Stored layers are unfiltered: an --exclude bundle is a copy.
+        "auto" if root && filter.is_empty() => Rootfs::Overlay(layer_store(global)?),
         _ => Rootfs::Copy,
     };
     let profile = convert::profile(&args.profile)?;

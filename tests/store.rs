@@ -222,6 +222,19 @@ fn a_second_overlay_bundle_unpacks_nothing_and_a_failed_one_leaves_nothing() {
         s(&dir.path().join("a")),
     ]);
     fails_with(&out, 2, "already exists");
+    let out = occystrap(&[
+        "--store",
+        s(&store),
+        "bundle",
+        "--rootfs",
+        "overlay",
+        "--exclude",
+        "data/**",
+        &reference,
+        s(&dir.path().join("c")),
+    ]);
+    fails_with(&out, 2, "--rootfs copy");
+    assert!(!dir.path().join("c").exists());
     assert_eq!(
         mounts_under(dir.path()).len(),
         2,

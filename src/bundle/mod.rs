@@ -89,6 +89,12 @@ pub async fn create(
         ..opts.unpack.clone()
     };
     if let Rootfs::Overlay(store) = &opts.rootfs {
+        // Stored layers are the image's own, shared by every bundle.
+        if !opts.unpack.filter.is_empty() {
+            return Err(Error::Usage(
+                "--exclude changes the layers, and stored layers are shared: use it with --rootfs copy".into(),
+            ));
+        }
         let target = absolute(dir)?;
         let lease = Lease {
             store,
