@@ -24,7 +24,7 @@ pub const DEFAULT_PROFILE: &str = include_str!("../../bundles/default.json");
 pub const ROOTLESS_PROFILE: &str = include_str!("../../bundles/rootless.json");
 
 /// What `docker run` gives a container (Docker's default capabilities,
-/// seccomp profile, masked paths, sysctls and open-file limit), for images
+/// seccomp profile, masked paths, sysctls, no rlimits of its own), for images
 /// that need it; see `bundles/README.md`. Pair it with
 /// [`ConvertOptions::hostname_env`] for Docker's environment too.
 pub const DOCKER_PROFILE: &str = include_str!("../../bundles/docker.json");
@@ -540,10 +540,9 @@ mod tests {
         let sets: Vec<&String> = caps.as_object().unwrap().keys().collect();
         assert_eq!(sets, ["bounding", "effective", "permitted"]);
         assert_eq!(v["process"]["noNewPrivileges"], false);
-        assert_eq!(
-            v["process"]["rlimits"],
-            json!([{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}])
-        );
+        // Docker sets no rlimits: a container inherits the daemon's, as a
+        // bundle inherits those of whoever runs runc.
+        assert!(v["process"].get("rlimits").is_none());
         let seccomp = &v["linux"]["seccomp"];
         assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(seccomp["defaultErrnoRet"], 1);
