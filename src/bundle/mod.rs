@@ -22,7 +22,8 @@ const ACCOUNTS_LIMIT: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct BundleOptions {
     /// The runtime config the image's settings are applied to (JSON):
-    /// [`convert::DEFAULT_PROFILE`], [`convert::ROOTLESS_PROFILE`] or a user's own.
+    /// [`convert::DEFAULT_PROFILE`], [`convert::ROOTLESS_PROFILE`],
+    /// [`convert::DOCKER_PROFILE`] or a user's own.
     pub profile: String,
     /// Process, hostname and root overrides.
     pub convert: ConvertOptions,
