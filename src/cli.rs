@@ -372,7 +372,9 @@ pub struct BundleArgs {
     #[arg(long)]
     pub read_only: bool,
     /// Base runtime config: `auto` (`default` as root, else `rootless`),
-    /// `default`, `rootless`, or a path to a config.json of your own
+    /// `default`, `rootless`, `docker` (what `docker run` gives: its
+    /// capabilities, seccomp profile and HOSTNAME), or a path to a
+    /// config.json of your own
     #[arg(long, default_value = "auto")]
     pub profile: String,
     /// rootfs/ as a copy of the layers, or an overlay mount of the layer

@@ -311,6 +311,7 @@ async fn make_bundle(
             read_only: args.read_only,
             args: (!command.is_empty()).then_some(command),
             user: args.user.clone(),
+            hostname_env: args.profile == convert::DOCKER,
         },
         replace: args.force,
         rootfs,

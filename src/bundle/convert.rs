@@ -23,6 +23,12 @@ pub const DEFAULT_PROFILE: &str = include_str!("../../bundles/default.json");
 /// [`rootless_profile`] for one mapped to the calling user.
 pub const ROOTLESS_PROFILE: &str = include_str!("../../bundles/rootless.json");
 
+/// What `docker run` gives a container (Docker's default capabilities,
+/// seccomp profile, masked paths, sysctls, no rlimits of its own), for images
+/// that need it; see `bundles/README.md`. Pair it with
+/// [`ConvertOptions::hostname_env`] for Docker's environment too.
+pub const DOCKER_PROFILE: &str = include_str!("../../bundles/docker.json");
+
 /// `PATH` given to images that set none (the value Docker and runc use).
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -45,6 +51,9 @@ pub struct ConvertOptions {
     /// Replaces the image's `Config.User` (same syntax), e.g. `0` to run a
     /// non-root image in a rootless bundle that maps only root.
     pub user: Option<String>,
+    /// Add `HOSTNAME=<the container's hostname>` unless the image or the
+    /// caller sets it, as Docker does (for [`DOCKER_PROFILE`]).
+    pub hostname_env: bool,
 }
 
 /// Why an image config could not be converted.
@@ -133,7 +142,12 @@ pub fn convert(
         spec: user_spec.to_owned(),
         source,
     })?;
-    let env = process_env(cfg, user.home.as_deref(), opts)?;
+    let hostname = opts.hostname.clone().or_else(|| {
+        spec.get("hostname")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let env = process_env(cfg, user.home.as_deref(), hostname.as_deref(), opts)?;
     check_mapped(&spec, "uid", user.uid)?;
     check_mapped(&spec, "gid", user.gid)?;
     let additional_gids = supplementary(&spec, user.gid, user.additional_gids)?;
@@ -200,19 +214,26 @@ pub fn check_profile(profile: &str) -> Result<(), ConvertError> {
 
 /// The runtime profile a bundle is made from, by the name `--profile`
 /// takes: `default` ([`DEFAULT_PROFILE`]: `runc spec`'s), `rootless`
-/// ([`rootless_profile`] for this process's ids), `auto` (`rootless` when
-/// not root, so that this user's runc can start the bundle, else
-/// `default`), or the path of a profile file.
+/// ([`rootless_profile`] for this process's ids), `docker`
+/// ([`DOCKER_PROFILE`]), `auto` (`rootless` when not root, so that this
+/// user's runc can start the bundle, else `default`), or the path of a
+/// profile file.
 pub fn profile(choice: &str) -> crate::Result<String> {
     let euid = nix::unistd::geteuid();
     let rootless = || rootless_profile(euid.as_raw(), nix::unistd::getegid().as_raw());
     Ok(match choice {
         "default" => DEFAULT_PROFILE.to_string(),
+        DOCKER => DOCKER_PROFILE.to_string(),
         "auto" if euid.is_root() => DEFAULT_PROFILE.to_string(),
         "rootless" | "auto" => rootless()?,
         path => std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?,
     })
 }
+
+/// The name [`profile`] knows [`DOCKER_PROFILE`] by; a caller choosing it
+/// should also set [`ConvertOptions::hostname_env`], as Docker's
+/// environment carries `HOSTNAME`.
+pub const DOCKER: &str = "docker";
 
 /// [`ROOTLESS_PROFILE`] with its id mappings pointed at the given host ids,
 /// as `runc spec --rootless` would write it for that user (pass the
@@ -298,12 +319,14 @@ impl EnvList {
     }
 }
 
-/// Image Env, then defaults for what it lacks (PATH, HOME, TERM with a
-/// tty), then the caller's entries; the profile's env is not used, since
-/// implementation defaults must not change what the image sets.
+/// Image Env, then defaults for what it lacks (PATH, HOME, HOSTNAME if
+/// asked, TERM with a tty), then the caller's entries; the profile's env is
+/// not used, since implementation defaults must not change what the image
+/// sets. `hostname` is the container's, when it has one.
 fn process_env(
     cfg: Option<&Config>,
     home: Option<&str>,
+    hostname: Option<&str>,
     opts: &ConvertOptions,
 ) -> Result<Vec<String>, ConvertError> {
     let mut env = EnvList(Vec::new());
@@ -312,6 +335,9 @@ fn process_env(
     }
     env.set_default("PATH", DEFAULT_PATH.to_owned());
     env.set_default("HOME", format!("HOME={}", home.unwrap_or("/")));
+    if let (true, Some(hostname)) = (opts.hostname_env, hostname) {
+        env.set_default("HOSTNAME", format!("HOSTNAME={hostname}"));
+    }
     if opts.tty {
         env.set_default("TERM", "TERM=xterm".to_owned());
     }
@@ -483,6 +509,140 @@ mod tests {
         }
         let rootless: Value = serde_json::from_str(ROOTLESS_PROFILE).unwrap();
         assert!(rootless["linux"]["uidMappings"].is_array());
+    }
+
+    #[test]
+    fn docker_profile_is_dockers_defaults() {
+        let v: Value = serde_json::from_str(&profile("docker").unwrap()).unwrap();
+        assert_eq!(v, serde_json::from_str::<Value>(DOCKER_PROFILE).unwrap());
+        let docker_caps = [
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FSETID",
+            "CAP_FOWNER",
+            "CAP_MKNOD",
+            "CAP_NET_RAW",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETFCAP",
+            "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SYS_CHROOT",
+            "CAP_KILL",
+            "CAP_AUDIT_WRITE",
+        ];
+        let caps = &v["process"]["capabilities"];
+        for set in ["bounding", "effective", "permitted"] {
+            assert_eq!(strings(&caps[set]), docker_caps, "{set}");
+        }
+        // Docker 20.10.14+ (CVE-2022-24769) sets no inheritable capabilities,
+        // and never ambient ones.
+        let sets: Vec<&String> = caps.as_object().unwrap().keys().collect();
+        assert_eq!(sets, ["bounding", "effective", "permitted"]);
+        assert_eq!(v["process"]["noNewPrivileges"], false);
+        // Docker sets no rlimits: a container inherits the daemon's, as a
+        // bundle inherits those of whoever runs runc.
+        assert!(v["process"].get("rlimits").is_none());
+        let seccomp = &v["linux"]["seccomp"];
+        assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(seccomp["defaultErrnoRet"], 1);
+        assert_eq!(
+            strings(&seccomp["architectures"]),
+            [
+                "SCMP_ARCH_X86_64",
+                "SCMP_ARCH_X86",
+                "SCMP_ARCH_X32",
+                "SCMP_ARCH_AARCH64",
+                "SCMP_ARCH_ARM"
+            ]
+        );
+        let allowed: Vec<&str> = seccomp["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "SCMP_ACT_ALLOW" && r.get("args").is_none())
+            .flat_map(|r| strings(&r["names"]))
+            .collect();
+        for call in [
+            "read",
+            "execve",
+            "chown",
+            "setuid",
+            "bind",
+            "chroot",
+            "arch_prctl",
+        ] {
+            assert!(allowed.contains(&call), "{call} is allowed");
+        }
+        // What needs CAP_SYS_ADMIN and friends stays out (EPERM by default).
+        for call in [
+            "mount", "unshare", "setns", "reboot", "bpf", "clone", "socket",
+        ] {
+            assert!(!allowed.contains(&call), "{call} is not unconditional");
+        }
+        let masked = strings(&v["linux"]["maskedPaths"]);
+        assert!(masked.contains(&"/sys/devices/virtual/powercap"));
+        let shm = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/dev/shm")
+            .unwrap();
+        assert!(strings(&shm["options"]).contains(&"size=65536k"));
+        assert_eq!(
+            v["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"],
+            "0"
+        );
+        assert_eq!(v["process"]["terminal"], false);
+    }
+
+    #[test]
+    fn hostname_env() {
+        let convert_with = |config: &str, opts: &ConvertOptions| {
+            convert(
+                &image(config, ""),
+                DOCKER_PROFILE,
+                AccountFile::Read(PASSWD.as_bytes()),
+                AccountFile::Read(GROUP.as_bytes()),
+                opts,
+            )
+            .unwrap()
+        };
+        let docker = ConvertOptions {
+            hostname_env: true,
+            ..Default::default()
+        };
+        // The profile's hostname, or the one asked for.
+        let got = convert_with(r#"{"Cmd":["sh"]}"#, &docker);
+        assert_eq!(
+            strings(&got["process"]["env"]),
+            [DEFAULT_PATH, "HOME=/root", "HOSTNAME=runc"]
+        );
+        let opts = ConvertOptions {
+            hostname: Some("box".into()),
+            tty: true,
+            ..docker.clone()
+        };
+        let got = convert_with(r#"{"Cmd":["sh"]}"#, &opts);
+        assert_eq!(
+            strings(&got["process"]["env"]),
+            [DEFAULT_PATH, "HOME=/root", "HOSTNAME=box", "TERM=xterm"]
+        );
+        // The image's and the caller's win, as in Docker.
+        let got = convert_with(r#"{"Cmd":["sh"],"Env":["HOSTNAME=img"]}"#, &docker);
+        assert!(strings(&got["process"]["env"]).contains(&"HOSTNAME=img"));
+        let opts = ConvertOptions {
+            env: vec!["HOSTNAME=me".into()],
+            ..docker.clone()
+        };
+        let got = convert_with(r#"{"Cmd":["sh"]}"#, &opts);
+        assert!(strings(&got["process"]["env"]).contains(&"HOSTNAME=me"));
+        // Off unless asked.
+        let got = convert_with(r#"{"Cmd":["sh"]}"#, &ConvertOptions::default());
+        assert_eq!(
+            strings(&got["process"]["env"]),
+            [DEFAULT_PATH, "HOME=/root"]
+        );
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub struct BundleOptions {
     /// A copy, or an overlay of stored layers.
     pub rootfs: Rootfs,
     /// The runtime config the image's settings are applied to (JSON):
-    /// [`convert::DEFAULT_PROFILE`], [`convert::ROOTLESS_PROFILE`] or a user's own.
+    /// [`convert::DEFAULT_PROFILE`], [`convert::ROOTLESS_PROFILE`],
+    /// [`convert::DOCKER_PROFILE`] or a user's own.
     pub profile: String,
     /// Process, hostname and root overrides.
     pub convert: ConvertOptions,
