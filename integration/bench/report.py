@@ -32,6 +32,8 @@ TOOLS = {
         "occystrap-bundle",
     ),
     "occystrap-copy-oci": ("occystrap copy docker:// oci:", "layout", "occystrap-copy-oci"),
+    "occystrap-check": ("occystrap check (every layer verified and parsed)", "report", "occystrap-export"),
+    "occystrap-search": ("occystrap search 'usr/bin/*sh'", "report", "occystrap-export"),
     "occystrap-copy-registry": (
         "occystrap copy docker:// docker:// (another registry)",
         "registry",
@@ -64,6 +66,8 @@ RATIO_TARGETS = [
     ("bundle from an OCI layout ≤ 1 × from the registry", "occystrap-bundle-oci", "occystrap-bundle", 1.0),
     ("copy registry → registry ≤ 0.5 × skopeo copy", "occystrap-copy-registry", "skopeo-copy-registry", 0.5),
     ("copy → docker-daemon ≤ 1 × export + docker load", "occystrap-copy-engine", "export-docker-load", 1.0),
+    ("check ≤ 1 × export", "occystrap-check", "occystrap-export", 1.0),
+    ("search < 1 × export", "occystrap-search", "occystrap-export", 1.0),
 ]
 RSS_LIMIT_KIB = 64 * 1024
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

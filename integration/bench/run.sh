@@ -12,7 +12,7 @@ repo_root=$(cd "$here/../.." && pwd)
 BENCH_RUNS=${BENCH_RUNS:-3}
 BENCH_BIG_RUNS=${BENCH_BIG_RUNS:-3}
 BENCH_IMAGES=${BENCH_IMAGES:-debian big}
-BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link occystrap-bundle-archive occystrap-bundle-oci occystrap-copy-oci skopeo-oci occystrap-copy-registry skopeo-copy-registry occystrap-copy-engine export-docker-load}
+BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link occystrap-bundle-archive occystrap-bundle-oci occystrap-copy-oci skopeo-oci occystrap-copy-registry skopeo-copy-registry occystrap-copy-engine export-docker-load occystrap-check occystrap-search}
 BENCH_LINK=${BENCH_LINK:-1gbit}
 BENCH_RESULTS=${BENCH_RESULTS:-$here/RESULTS.md}
 BENCH_PY_OCCYSTRAP=${BENCH_PY_OCCYSTRAP:-occystrap}
@@ -217,6 +217,10 @@ run_tool() {
             local status=$?
             docker rmi -f "$ref" >/dev/null 2>&1
             return $status ;;
+        occystrap-check)
+            timed "$t" "$OCC" "${cache_args[@]}" check "$ref" >"$work/report" ;;
+        occystrap-search)
+            timed "$t" "$OCC" "${cache_args[@]}" search "$ref" 'usr/bin/*sh' >"$work/found" ;;
         occystrap-copy-oci)
             timed "$t" "$OCC" "${cache_args[@]}" copy "$ref" "oci:$work/layout:bench" ;;
         skopeo-oci)
