@@ -183,6 +183,34 @@ impl Staged {
     }
 
     /// Move the finished output into place.
+    /// Move the finished output into place unless something is there
+    /// already (then it is removed, and `false` returned): for outputs
+    /// others may make at the same time and that must never be replaced
+    /// under their users (a stored layer another process has mounted).
+    pub fn commit_if_absent(mut self) -> Result<bool> {
+        let (from, to) = (cstring(&self.tmp)?, cstring(&self.target)?);
+        // SAFETY: both are NUL-terminated paths that outlive the call.
+        let renamed = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if renamed == 0 {
+            self.committed = true;
+            return Ok(true);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EEXIST) {
+            // Dropping `self` removes ours.
+            return Ok(false);
+        }
+        Err(Error::io(&self.target, err))
+    }
+
     pub fn commit(mut self) -> Result<()> {
         if self.is_dir && fs::symlink_metadata(&self.target).is_ok() {
             // A directory cannot be renamed over a non-empty one: swap the old
@@ -362,4 +390,9 @@ mod tests {
         assert!(target.join("new").exists() && !target.join("old").exists());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
+}
+
+fn cstring(path: &Path) -> Result<std::ffi::CString> {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Usage(format!("{}: a NUL byte in the path", path.display())))
 }

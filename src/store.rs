@@ -61,6 +61,11 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// The store's shared lock, held while a bundle is being made.
+pub struct Held {
+    _lock: Flock<File>,
+}
+
 /// A stored layer, for `store info`.
 #[derive(Debug, Clone)]
 pub struct StoredLayer {
@@ -102,15 +107,49 @@ pub fn chain_ids(image: &ResolvedImage) -> Vec<Digest> {
 }
 
 impl Store {
-    /// Open (creating if need be) the store at `root`.
+    /// Open (creating if need be) the store at `root`, and clear what
+    /// killed runs left: their mounts and scratch, their staged layers.
     pub fn open(root: &Path) -> Result<Store> {
         for dir in [LAYERS, LEASES, SCRATCH] {
             let dir = root.join(dir);
             fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        Ok(Store {
+        let store = Store {
             root: root.to_path_buf(),
-        })
+        };
+        store.sweep_scratch();
+        crate::leftovers::sweep(&root.join(LAYERS), crate::leftovers::is_staged_name);
+        Ok(store)
+    }
+
+    /// Scratch of processes that are gone: unmount (their overlay may still
+    /// be mounted), then remove. Named `PID-…`: a live PID's is left alone.
+    fn sweep_scratch(&self) {
+        let dir = self.root.join(SCRATCH);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok());
+            let alive = pid.is_some_and(|pid| {
+                !matches!(
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                    Err(nix::errno::Errno::ESRCH)
+                )
+            });
+            if alive {
+                continue;
+            }
+            let mountpoint = entry.path().join("m");
+            if is_mountpoint(&mountpoint) && unmount(&mountpoint).is_err() {
+                continue;
+            }
+            let _ = fsroot::remove_all(&entry.path());
+        }
     }
 
     /// Next to the blob cache: `$XDG_CACHE_HOME/occystrap/store`, else
@@ -152,7 +191,9 @@ impl Store {
 
     /// Make sure every layer of `image` is stored (unpacking those that
     /// are not, lowest first, verified as for a bundle), lease them to the
-    /// bundle at `bundle`, and return their directories, lowest first.
+    /// bundle at `bundle`, and return their directories, lowest first,
+    /// with the store's shared lock: hold it until the bundle exists (its
+    /// `config.json` is what makes the lease live for `prune`).
     pub async fn ensure(
         &self,
         source: &Source,
@@ -160,8 +201,10 @@ impl Store {
         bundle: &Path,
         opts: &UnpackOptions,
         progress: &crate::progress::Progress,
-    ) -> Result<Vec<PathBuf>> {
-        let _lock = self.lock(false)?;
+    ) -> Result<(Vec<PathBuf>, Held)> {
+        let lock = Held {
+            _lock: self.lock(false)?,
+        };
         let chains = chain_ids(image);
         let dirs: Vec<PathBuf> = chains.iter().map(|c| self.layer_dir(c)).collect();
         let missing: Vec<usize> = (0..dirs.len()).filter(|&i| !dirs[i].is_dir()).collect();
@@ -185,7 +228,7 @@ impl Store {
             .await?;
         }
         self.lease(bundle, &chains)?;
-        Ok(dirs)
+        Ok((dirs, lock))
     }
 
     /// Unpack one layer into `target`, over `lowers` (lowest first).
@@ -218,12 +261,9 @@ impl Store {
         };
         let stats = applied.map_err(|e| e.into_error(&digest.to_string()))?;
         stats.warn_skipped();
-        match staged.commit() {
-            Ok(()) => Ok(()),
-            // Stored by another process in the meantime: the same content.
-            Err(_) if target.is_dir() => Ok(()),
-            Err(e) => Err(e),
-        }
+        // Never over one another process stored meanwhile (the same
+        // content, and maybe mounted already): ours is dropped then.
+        staged.commit_if_absent().map(drop)
     }
 
     fn lease_path(&self, bundle: &Path) -> PathBuf {

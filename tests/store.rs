@@ -249,3 +249,111 @@ fn a_second_overlay_bundle_unpacks_nothing_and_a_failed_one_leaves_nothing() {
     ]));
     assert!(mounts_under(dir.path()).is_empty());
 }
+
+#[test]
+fn concurrent_bundles_share_one_store_and_prune_keeps_their_layers() {
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let bin = env!("CARGO_BIN_EXE_occystrap");
+    let spawn = |args: Vec<String>| {
+        common::cli::command()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e}"))
+    };
+    let bundles: Vec<_> = (0..12).map(|i| dir.path().join(format!("b{i}"))).collect();
+    let mut children: Vec<_> = bundles
+        .iter()
+        .map(|b| {
+            spawn(
+                [
+                    "--store",
+                    s(&store),
+                    "bundle",
+                    "--rootfs",
+                    "overlay",
+                    &reference,
+                    s(b),
+                ]
+                .map(String::from)
+                .to_vec(),
+            )
+        })
+        .collect();
+    // Pruning while they are made must not take their layers.
+    for _ in 0..3 {
+        children.push(spawn(
+            ["--store", s(&store), "store", "prune"]
+                .map(String::from)
+                .to_vec(),
+        ));
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    ok(&occystrap(&["--store", s(&store), "store", "prune"]));
+    let first = snapshot(&bundles[0].join("rootfs"));
+    assert!(first.contains_key("data/added"));
+    for b in &bundles {
+        assert!(snapshot(&b.join("rootfs")) == first, "{}", b.display());
+    }
+    let mut args = vec!["--store", s(&store), "remove"];
+    args.extend(bundles.iter().map(|b| s(b)));
+    ok(&occystrap(&args));
+    assert!(mounts_under(dir.path()).is_empty());
+}
+
+#[test]
+fn what_a_killed_run_left_is_swept_not_trusted() {
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // The state a SIGKILL mid-unpack leaves: a scratch overlay still
+    // mounted, and a staged (half-made) layer, of a process long gone.
+    let dead = 4_000_000; // above pid_max's largest value: never alive
+    let scratch = store.join(format!("scratch/{dead}-1"));
+    for d in ["m", "w", "lower", "upper"] {
+        std::fs::create_dir_all(scratch.join(d)).unwrap();
+    }
+    let staged = store.join(format!("layers/.abc.occystrap-{dead}-1.tmp"));
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::write(staged.join("half"), b"half").unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o"])
+        .arg(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            s(&scratch.join("lower")),
+            s(&scratch.join("upper")),
+            s(&scratch.join("w"))
+        ))
+        .arg(scratch.join("m"))
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    bundle_with(&store, &reference, &dir.path().join("a"), "overlay");
+    assert!(!scratch.exists(), "the dead run's scratch is gone");
+    assert!(!staged.exists(), "its staged layer is gone");
+    let left: Vec<String> = mounts_under(dir.path())
+        .into_iter()
+        .filter(|l| l.contains("scratch"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    ok(&occystrap(&[
+        "--store",
+        s(&store),
+        "remove",
+        s(&dir.path().join("a")),
+    ]));
+}

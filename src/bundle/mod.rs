@@ -102,7 +102,8 @@ pub async fn create(
             bundle: &target,
             kept: false,
         };
-        let mut lowers = store
+        // Held until the bundle exists: `prune` waits for it.
+        let (mut lowers, _held) = store
             .ensure(source, image, &target, &unpack_opts, progress)
             .await?;
         let private = staged.path().join(OVERLAY_DIR);
