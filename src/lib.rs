@@ -4,7 +4,7 @@
 //!
 //! The modules follow the data's path:
 //! [`source`] ([`reference`](mod@reference), [`registry`], archives and
-//! layouts) → [`image`] → [`pull`] ([`layer`]: verify, decompress) →
+//! layouts) → [`image`] → [`layer`] (verify, decompress) →
 //! ([`unpack`] into a [`fsroot::RootDir`] → [`bundle`]) | [`export`].
 //!
 //! ```no_run
@@ -24,26 +24,28 @@
 pub mod bundle;
 pub mod cache;
 pub mod cancel;
-pub mod cause;
+pub(crate) mod cause;
 pub mod check;
 pub mod copy;
 pub mod diff;
 pub mod digest;
-pub mod encoding;
-pub mod engine;
+pub(crate) mod encoding;
+pub(crate) mod engine;
 pub mod error;
 pub mod escape;
 pub mod export;
 pub mod fsroot;
+// Public only for the gzip fuzz target, which checks it against flate2.
+#[doc(hidden)]
 pub mod gzip;
 pub mod image;
 pub mod inspect;
 pub mod layer;
-pub mod leftovers;
-pub mod output;
+pub(crate) mod leftovers;
+pub(crate) mod output;
 pub mod platform;
 pub mod progress;
-pub mod pull;
+pub(crate) mod pull;
 
 pub mod reference;
 pub mod registry;
@@ -255,10 +257,11 @@ pub async fn extract_image(
 /// (`oci-archive:`), blob for blob, every digest preserved and every blob
 /// and layer verified on the way (see [`copy`]); a docker-archive
 /// (`docker-archive:FILE[:REF]`), which is [`export_tarball`] tagged `REF`;
-/// or the local engine (`docker-daemon:NAME:TAG`, see
-/// [`copy::to_engine`]). With `options.all`, an index is copied whole
-/// (registries and layouts); otherwise the platform's image; with
-/// `options.compress`, layers are recompressed (registries and layouts).
+/// or the local engine (`docker-daemon:NAME:TAG`, streamed as a `docker
+/// save` archive to its `POST /images/load`). With `options.all`, an index
+/// is copied whole (registries and layouts); otherwise the platform's
+/// image; with `options.compress`, layers are recompressed (registries and
+/// layouts).
 pub async fn copy_image(
     from: &ImageName,
     to: &ImageName,

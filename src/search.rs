@@ -17,7 +17,10 @@ use crate::{Error, Result, pull};
 /// What to look for: a shell glob over the whole path (`*` stays within a
 /// component, `**` crosses them), or a regular expression found anywhere
 /// in it. Paths are relative to the root, without a leading `/` or `./`.
-pub enum Pattern {
+pub struct Pattern(Matcher);
+
+// Private, so that the matching crates' types stay out of the public API.
+enum Matcher {
     Glob(globset::GlobMatcher),
     Regex(regex::bytes::Regex),
 }
@@ -30,23 +33,23 @@ impl Pattern {
             .backslash_escape(true)
             .build()
             .map_err(|e| Error::Usage(format!("{pattern:?}: not a glob pattern: {e}")))?;
-        Ok(Pattern::Glob(glob.compile_matcher()))
+        Ok(Pattern(Matcher::Glob(glob.compile_matcher())))
     }
 
     /// A regular expression.
     pub fn regex(pattern: &str) -> Result<Pattern> {
         regex::bytes::Regex::new(pattern)
-            .map(Pattern::Regex)
+            .map(|r| Pattern(Matcher::Regex(r)))
             .map_err(|e| Error::Usage(format!("{pattern:?}: not a regular expression: {e}")))
     }
 
     fn matches(&self, path: &[u8]) -> bool {
-        match self {
-            Pattern::Glob(glob) => {
+        match &self.0 {
+            Matcher::Glob(glob) => {
                 use std::os::unix::ffi::OsStrExt;
                 glob.is_match(std::ffi::OsStr::from_bytes(path))
             }
-            Pattern::Regex(regex) => regex.is_match(path),
+            Matcher::Regex(regex) => regex.is_match(path),
         }
     }
 }
@@ -93,7 +96,7 @@ impl Whiteout {
 }
 
 /// Every entry of `image` whose path matches `pattern`, lowest layer first.
-pub async fn search(
+pub(crate) async fn search(
     source: &Source,
     image: &ResolvedImage,
     pattern: Pattern,
