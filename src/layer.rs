@@ -42,8 +42,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// gzip (`+gzip`, and Docker's `.tar.gzip`).
     Gzip,
+    /// zstd (`+zstd`).
     Zstd,
+    /// An uncompressed tar.
     None,
 }
 

@@ -21,6 +21,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod bundle;
 pub mod cache;
 pub mod cancel;
