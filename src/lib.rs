@@ -2,6 +2,29 @@
 //! archives and OCI layouts into OCI runtime bundles, `docker load`-able
 //! tarballs and inspectable directories.
 //!
+//! # For orchestrators
+//!
+//! One call per operation, each taking an [`ImageName`] (parsed from
+//! `busybox:1.36`, `docker://REF`, `docker-archive:FILE`, `oci:DIR:NAME`...)
+//! and [`PullOptions`] (registry transport and credentials, platform,
+//! progress sink, [`Cancel`] token):
+//!
+//! - [`resolve`]: the manifest and config, verified, no layer fetched;
+//! - [`create_bundle`]: an OCI runtime bundle that `runc run` starts;
+//! - [`export_tarball`]: a `docker load`-able tarball;
+//! - [`extract_image`]: an extracted image directory, optionally shared
+//!   between images, and [`recreate_image`] to get a tarball back from it;
+//! - [`copy_image`]: to a registry, an OCI layout or archive, a
+//!   docker-archive or the local engine, digests preserved;
+//! - [`check_image`], [`search_image`], [`diff_images`]: read-only
+//!   validation, path search and tree comparison.
+//!
+//! Files and directories appear at their target only once complete.
+//! Progress arrives as [`progress::Event`]s through [`PullOptions::progress`];
+//! cancelling the [`Cancel`] token stops that operation alone. Every
+//! failure is an [`Error`], whose [`Error::kind`] says what to do about it
+//! (usage, not found, integrity, I/O, cancelled).
+//!
 //! The modules follow the data's path:
 //! [`source`] ([`reference`](mod@reference), [`registry`], archives and
 //! layouts) → [`image`] → [`layer`] (verify, decompress) →
