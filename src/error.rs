@@ -70,8 +70,9 @@ pub enum Error {
         message: String,
     },
 
-    /// The registry or engine failed otherwise (an unexpected status, an
-    /// unreachable host once retries are spent).
+    /// The registry or engine failed otherwise: an unexpected status, a
+    /// download broken off, every endpoint (mirrors included) failed once
+    /// retries were spent.
     #[error("{reference}: registry error: {}", escape::bytes(message.as_bytes()))]
     Registry {
         /// The image asked for.
