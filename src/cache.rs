@@ -174,7 +174,7 @@ impl BlobCache {
 
     /// A writer that publishes the blob when committed; `None` (with a
     /// warning) when the cache cannot be written.
-    pub fn writer(&self, digest: &Digest) -> Option<CacheWriter> {
+    pub(crate) fn writer(&self, digest: &Digest) -> Option<CacheWriter> {
         let target = self.entry(digest);
         let created = target
             .parent()
@@ -267,7 +267,7 @@ fn hash_matches(file: &mut File, digest: &Digest) -> bool {
 
 /// A blob being written into the cache; published by [`CacheWriter::commit`],
 /// removed if dropped before.
-pub struct CacheWriter {
+pub(crate) struct CacheWriter {
     file: Option<BufWriter<File>>,
     tmp: PathBuf,
     target: PathBuf,

@@ -68,7 +68,7 @@ struct Index {
 }
 
 /// Where a copy goes: a destination that stores images as they are.
-pub enum Destination {
+pub(crate) enum Destination {
     /// An OCI layout or oci-archive being written.
     Layout(LayoutWriter),
     /// A registry's repository, and the tag (or digest) to push the image
@@ -100,7 +100,7 @@ pub struct CopyOptions {
 
 /// Copy the image `source` names into `dest`, and commit it (a layout's
 /// `index.json`, a registry's tag).
-pub async fn copy(
+pub(crate) async fn copy(
     source: Arc<Source>,
     dest: Destination,
     platform: &Platform,
@@ -802,7 +802,7 @@ enum Entry {
 /// [`crate::engine`]). Every blob and layer is checked on the way, as for a
 /// layout; a failure drops the connection before the archive is complete,
 /// and the engine loads nothing. Returns what the engine said it loaded.
-pub async fn to_engine(
+pub(crate) async fn to_engine(
     source: &Source,
     image: &image::ResolvedImage,
     tags: Vec<String>,

@@ -22,24 +22,34 @@ use crate::{Result, pull};
 /// One path of a final tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
+    /// The entry's type; a hardlink takes its target's.
     pub kind: Kind,
+    /// Permission bits, setuid, setgid and sticky included.
     pub mode: u32,
+    /// Owner user ID.
     pub uid: i64,
+    /// Owner group ID.
     pub gid: i64,
+    /// Content size in bytes; 0 for types without content.
     pub size: u64,
+    /// A symlink's target or a hardlink's target path, raw bytes as the
+    /// layer wrote them (escape before printing); empty otherwise.
     pub link: Vec<u8>,
+    /// Extended attributes (name, value), sorted, raw bytes.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// sha256 of a regular file's content (a hardlink's: its target's).
     pub content: Option<[u8; 32]>,
 }
 
 /// A final tree: path → node, paths relative and clean.
-pub type Tree = BTreeMap<PathBuf, Node>;
+pub(crate) type Tree = BTreeMap<PathBuf, Node>;
 
 /// What differs at one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// Only in the second image.
     Added(Node),
+    /// Only in the first image.
     Removed(Node),
     /// The old and new node, and what differs: `type`, `content`,
     /// `mode`, `owner`, `link`, `xattrs`.
@@ -47,7 +57,11 @@ pub enum Change {
 }
 
 /// The final tree of `image`.
-pub async fn tree(source: &Source, image: &ResolvedImage, progress: &Progress) -> Result<Tree> {
+pub(crate) async fn tree(
+    source: &Source,
+    image: &ResolvedImage,
+    progress: &Progress,
+) -> Result<Tree> {
     let limits = source.layer_limits();
     let index = std::sync::atomic::AtomicUsize::new(0);
     pull::each_layer(
@@ -168,7 +182,7 @@ impl std::io::Write for HashWriter<'_> {
 }
 
 /// What changed from tree `a` to tree `b`, by path.
-pub fn compare(a: &Tree, b: &Tree) -> Vec<(PathBuf, Change)> {
+pub(crate) fn compare(a: &Tree, b: &Tree) -> Vec<(PathBuf, Change)> {
     let mut changes = Vec::new();
     for (path, old) in a {
         match b.get(path) {

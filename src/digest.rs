@@ -9,40 +9,73 @@ use sha2::{Digest as _, Sha256, Sha512};
 /// A blob or layer failed verification.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IntegrityError {
+    /// A digest (in a manifest, index, config or name) that does not
+    /// parse, or of an algorithm other than sha256 and sha512.
     #[error("{digest:?}: not a valid digest (expected sha256:<64 lowercase hex>)")]
-    BadDigest { digest: String },
+    BadDigest {
+        /// The text given, as given.
+        digest: String,
+    },
 
+    /// Content hashes to another digest than the one it was fetched by
+    /// (or, for an uncompressed layer, than its diff_id).
     #[error("{what} {expected}: content does not match its digest (got {actual})")]
     DigestMismatch {
+        /// What was read: "manifest", "config", "layer diff_id"...
         what: &'static str,
+        /// The digest it should have.
         expected: String,
+        /// The digest it has.
         actual: String,
     },
 
+    /// A blob is shorter or longer than its descriptor says.
     #[error("{what} {digest}: expected {expected} bytes, got {actual}{}", if actual > expected { " or more" } else { "" })]
     SizeMismatch {
+        /// What was read.
         what: &'static str,
+        /// Its digest.
         digest: String,
+        /// The size its descriptor gives, in bytes.
         expected: u64,
+        /// The bytes read; reading stops at the first byte too many.
         actual: u64,
     },
 
+    /// A layer blob that its compression cannot decode (corrupt,
+    /// truncated, or not what its media type says).
     #[error("layer {digest}: cannot decompress ({compression}): {reason}")]
     Decompress {
+        /// The layer's blob digest.
         digest: String,
+        /// "gzip", "zstd"...
         compression: &'static str,
+        /// The decoder's error.
         reason: String,
     },
 
+    /// A blob or uncompressed layer over its size limit (manifests and
+    /// configs have fixed ones; layers
+    /// [`LayerLimits`](crate::layer::LayerLimits)).
     #[error("{what} {digest}: larger than the {limit}-byte limit")]
     TooLarge {
+        /// What was read.
         what: &'static str,
+        /// Its digest.
         digest: String,
+        /// The limit, in bytes.
         limit: u64,
     },
 
+    /// A layer with more tar entries than
+    /// [`LayerLimits`](crate::layer::LayerLimits) allows.
     #[error("layer {digest}: more than the limit of {limit} tar entries")]
-    TooManyEntries { digest: String, limit: u64 },
+    TooManyEntries {
+        /// The layer's blob digest.
+        digest: String,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// A parsed, validated content digest.
@@ -124,7 +157,9 @@ impl fmt::Display for Digest {
 
 /// An incremental hash of one of the supported algorithms.
 pub enum Hasher {
+    /// A sha256 hash in progress.
     Sha256(Sha256),
+    /// A sha512 hash in progress.
     Sha512(Sha512),
 }
 

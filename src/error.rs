@@ -28,88 +28,168 @@ pub enum ErrorKind {
 /// Everything that can go wrong in occystrap.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An image name or reference does not parse.
     #[error("invalid image reference {reference:?}: {reason}")]
-    InvalidReference { reference: String, reason: String },
+    InvalidReference {
+        /// The text given, as given.
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
+    /// A platform (`os/arch[/variant]`) does not parse.
     #[error("invalid platform {platform:?}: {reason}")]
-    InvalidPlatform { platform: String, reason: String },
+    InvalidPlatform {
+        /// The text given, as given.
+        platform: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
+    /// Options or names that cannot go together, or an input that is not
+    /// what its transport says (a file that is not a docker-archive).
     #[error("{0}")]
     Usage(String),
 
+    /// The registry (or engine) has no such repository, tag or blob.
     #[error("{reference}: not found in the registry: {}", escape::bytes(message.as_bytes()))]
-    NotFound { reference: String, message: String },
+    NotFound {
+        /// The image asked for.
+        reference: String,
+        /// The registry's own words, unescaped: print it escaped.
+        message: String,
+    },
 
+    /// The registry refused the credentials, or asked for some and none
+    /// were configured.
     #[error("{reference}: authentication failed: {}", escape::bytes(message.as_bytes()))]
-    Auth { reference: String, message: String },
+    Auth {
+        /// The image asked for.
+        reference: String,
+        /// The registry's own words, unescaped: print it escaped.
+        message: String,
+    },
 
+    /// The registry or engine failed otherwise: an unexpected status, a
+    /// download broken off, every endpoint (mirrors included) failed once
+    /// retries were spent.
     #[error("{reference}: registry error: {}", escape::bytes(message.as_bytes()))]
-    Registry { reference: String, message: String },
+    Registry {
+        /// The image asked for.
+        reference: String,
+        /// What failed, with the registry's own words unescaped: print it
+        /// escaped.
+        message: String,
+    },
 
     /// registries.conf blocks the registry (exit 2, like other usage errors:
     /// asking again will not help, changing the configuration will).
     #[error("{reference}: blocked by the [[registry]] with prefix {prefix:?} at {source_file}")]
     Blocked {
+        /// The image asked for.
         reference: String,
+        /// The blocking entry's `prefix`.
         prefix: String,
+        /// The registries.conf file that holds the entry.
         source_file: String,
     },
 
+    /// No image of the index fits the platform asked for, or a
+    /// single-platform image is of another platform than the one
+    /// required ([`crate::PullOptions::platform_required`]).
     #[error("{reference}: no image for platform {wanted}; the image has: {available}")]
     NoMatchingPlatform {
+        /// The image asked for.
         reference: String,
+        /// The platform asked for, as `os/arch[/variant]`.
         wanted: String,
+        /// The platforms the image offers, comma-separated.
         available: String,
     },
 
+    /// A manifest of a type occystrap does not read (Docker schema 1, an
+    /// artifact, an unknown media type).
     #[error("{reference}: unsupported manifest type {media_type:?}: {reason}")]
     UnsupportedManifest {
+        /// The image asked for.
         reference: String,
+        /// The manifest's media type, as declared or inferred.
         media_type: String,
+        /// Why it is not read.
         reason: String,
     },
 
+    /// Metadata (a manifest, config, index or archive's manifest.json) that
+    /// does not parse or contradicts itself.
     #[error("{what} {}: malformed: {reason}", escape::bytes(digest.as_bytes()))]
     Malformed {
+        /// What was read: "manifest", "config", "docker archive"...
         what: String,
+        /// Its digest, or its path for an archive; unescaped.
         digest: String,
+        /// What is wrong with it.
         reason: String,
     },
 
+    /// Content does not match its digest, size or diff_id.
     #[error("{0}")]
     Integrity(#[from] crate::digest::IntegrityError),
 
+    /// A local file operation failed.
     #[error("{}: {source}", escape::path(path))]
     Io {
+        /// The file or directory concerned.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
+    /// A layer could not be applied to the root filesystem: malformed,
+    /// hostile (escaping the root) or a local failure.
     #[error("layer {}: {source}", escape::bytes(digest.as_bytes()))]
     Unpack {
+        /// The layer's blob digest.
         digest: String,
+        /// What went wrong in it.
         #[source]
         source: crate::unpack::UnpackError,
     },
 
+    /// The image config cannot become a runtime `config.json`.
     #[error("{0}")]
     Convert(#[from] crate::bundle::convert::ConvertError),
 
+    /// The output is already there and replacing it was not asked for.
     #[error("{}: already exists (use --force to replace it)", escape::path(path))]
-    OutputExists { path: PathBuf },
+    OutputExists {
+        /// The output's path.
+        path: PathBuf,
+    },
 
+    /// [`crate::recreate_image`]: the shared image directory's catalog has
+    /// no such image.
     #[error("{image}: not in {}; it has: {available}", escape::path(catalog))]
     NotInCatalog {
+        /// The catalog file.
         catalog: PathBuf,
+        /// The image asked for, as `NAME:TAG`.
         image: String,
+        /// The images the catalog holds, comma-separated.
         available: String,
     },
 
     /// `check` found problems (printed as its report).
     #[error("{reference}: the check found {problems} problem(s)")]
-    Unsound { reference: String, problems: usize },
+    Unsound {
+        /// The image checked.
+        reference: String,
+        /// How many problems the report lists.
+        problems: usize,
+    },
 
+    /// The operation's [`Cancel`](crate::Cancel) token was cancelled; its
+    /// temporaries are removed.
     #[error("interrupted: nothing was written")]
     Cancelled,
 }
@@ -148,7 +228,7 @@ impl Error {
 }
 
 /// The error of type `T` an I/O error carries, however deeply wrapped.
-pub use crate::cause::find as find_cause;
+pub(crate) use crate::cause::find as find_cause;
 
 /// Reading a blob from where it is failed (a connection, a timeout, an
 /// HTTP error mid-stream): not the content's fault. Sources tag their

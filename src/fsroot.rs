@@ -34,7 +34,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat
 /// components vanish; `..` removes the previous component. The empty path is
 /// the root itself. Fails with a reason when `..` would climb above the
 /// root or a name holds a NUL byte.
-pub fn clean_path(raw: &[u8]) -> Result<PathBuf, &'static str> {
+pub(crate) fn clean_path(raw: &[u8]) -> Result<PathBuf, &'static str> {
     if raw.contains(&0) {
         return Err("path contains a NUL byte");
     }
@@ -54,6 +54,9 @@ pub fn clean_path(raw: &[u8]) -> Result<PathBuf, &'static str> {
 }
 
 /// An open directory inside a [`RootDir`]; cheap to clone.
+// Public only for tests/unpack.rs, which builds and removes deep trees
+// under an fd limit.
+#[doc(hidden)]
 #[derive(Clone, Debug)]
 pub struct DirFd(Arc<OwnedFd>);
 
@@ -85,7 +88,7 @@ const MAX_SYMLINKS: usize = 40;
 /// where (after symlinks). It travels inside an [`io::Error`]; read its
 /// errno with [`errno_of`].
 #[derive(Debug)]
-pub struct ResolveError {
+pub(crate) struct ResolveError {
     errno: Errno,
     /// In-root path where the walk stopped, as reached.
     at: PathBuf,
@@ -139,7 +142,7 @@ impl From<ResolveError> for io::Error {
 
 /// The errno of an error from this module: the OS error's, or the one a
 /// [`ResolveError`] carries.
-pub fn errno_of(e: &io::Error) -> Option<i32> {
+pub(crate) fn errno_of(e: &io::Error) -> Option<i32> {
     e.raw_os_error().or_else(|| {
         e.get_ref()
             .and_then(|inner| inner.downcast_ref::<ResolveError>())
@@ -235,6 +238,8 @@ impl RootDir {
     }
 
     /// The root directory itself.
+    // Public only for tests/unpack.rs (see DirFd).
+    #[doc(hidden)]
     pub fn root(&self) -> DirFd {
         self.root.clone()
     }
@@ -242,7 +247,7 @@ impl RootDir {
     /// Read a regular file, following symlinks only inside the root.
     /// `Ok(None)` when it does not exist; an error when it is not a
     /// regular file or is larger than `max_len` bytes.
-    pub fn read_file(&self, path: &str, max_len: u64) -> io::Result<Option<Vec<u8>>> {
+    pub(crate) fn read_file(&self, path: &str, max_len: u64) -> io::Result<Option<Vec<u8>>> {
         let Some((file, _)) = self.open_file(Path::new(path), max_len)? else {
             return Ok(None);
         };
@@ -257,7 +262,7 @@ impl RootDir {
     /// Open a regular file for reading, following symlinks only inside
     /// the root, with its size. `Ok(None)` when it does not exist; an
     /// error when it is not a regular file or is larger than `max_len`.
-    pub fn open_file(&self, path: &Path, max_len: u64) -> io::Result<Option<(File, u64)>> {
+    pub(crate) fn open_file(&self, path: &Path, max_len: u64) -> io::Result<Option<(File, u64)>> {
         // O_PATH first: opening a device or FIFO for reading has effects.
         let probe = match open_in_root(&self.root, path, OFlag::O_PATH) {
             Ok(fd) => fd,
@@ -280,7 +285,7 @@ impl RootDir {
 
     /// Open the directory at clean relative `path`, every component
     /// (the last one too) resolved inside the root.
-    pub fn open_dir(&self, path: &Path) -> io::Result<DirFd> {
+    pub(crate) fn open_dir(&self, path: &Path) -> io::Result<DirFd> {
         if path.as_os_str().is_empty() {
             return Ok(self.root());
         }
@@ -291,7 +296,11 @@ impl RootDir {
     /// The directory holding clean relative `path` and the final name.
     /// With `create`, missing parent directories are made (mode 0755).
     /// Fails with `InvalidInput` for the root itself.
-    pub fn parent_of<'p>(&self, path: &'p Path, create: bool) -> io::Result<(DirFd, &'p OsStr)> {
+    pub(crate) fn parent_of<'p>(
+        &self,
+        path: &'p Path,
+        create: bool,
+    ) -> io::Result<(DirFd, &'p OsStr)> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -451,6 +460,8 @@ impl RootDir {
 
     /// Remove `name` in `dir` whatever it is (directories recursively,
     /// never following symlinks). `Ok(false)` when it did not exist.
+    // Public only for tests/unpack.rs (see DirFd).
+    #[doc(hidden)]
     pub fn remove(&self, dir: &DirFd, name: &OsStr) -> io::Result<bool> {
         let removed = dir.remove(name)?;
         if removed {
@@ -482,7 +493,7 @@ fn check_regular(st: &FileStat, max_len: u64) -> io::Result<()> {
 }
 
 /// Set an extended attribute on an open file or directory.
-pub fn fset_xattr(fd: BorrowedFd<'_>, key: &OsStr, value: &[u8]) -> io::Result<()> {
+pub(crate) fn fset_xattr(fd: BorrowedFd<'_>, key: &OsStr, value: &[u8]) -> io::Result<()> {
     let key = cstring(key)?;
     // SAFETY: valid fd, NUL-terminated key, value pointer and length match.
     let rc = unsafe {
@@ -498,7 +509,7 @@ pub fn fset_xattr(fd: BorrowedFd<'_>, key: &OsStr, value: &[u8]) -> io::Result<(
 }
 
 /// The names of the extended attributes of an open file or directory.
-pub fn flist_xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+pub(crate) fn flist_xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     // SAFETY: valid fd; the buffer pointer and length match.
     list_xattrs_with(|buf| unsafe {
         libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
@@ -506,7 +517,7 @@ pub fn flist_xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
 }
 
 /// Remove an extended attribute of an open file or directory.
-pub fn fremove_xattr(fd: BorrowedFd<'_>, key: &OsStr) -> io::Result<()> {
+pub(crate) fn fremove_xattr(fd: BorrowedFd<'_>, key: &OsStr) -> io::Result<()> {
     let key = cstring(key)?;
     // SAFETY: valid fd and NUL-terminated key.
     let rc = unsafe { libc::fremovexattr(fd.as_raw_fd(), key.as_ptr()) };
@@ -544,12 +555,12 @@ fn list_xattrs_with(mut list: impl FnMut(&mut [u8]) -> isize) -> io::Result<Vec<
 
 impl DirFd {
     /// Metadata of this directory.
-    pub fn stat_self(&self) -> io::Result<FileStat> {
+    pub(crate) fn stat_self(&self) -> io::Result<FileStat> {
         fstat(self).map_err(errno_io)
     }
 
     /// Metadata of `name` (not followed); `None` when absent.
-    pub fn stat(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
+    pub(crate) fn stat(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
         match fstatat(self, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(st)),
             Err(Errno::ENOENT) => Ok(None),
@@ -599,17 +610,28 @@ impl DirFd {
 
     /// Make `name` a hard link to `src_name` in `src_dir` (a symlink there
     /// is linked itself, not followed).
-    pub fn hardlink(&self, name: &OsStr, src_dir: &DirFd, src_name: &OsStr) -> io::Result<()> {
+    pub(crate) fn hardlink(
+        &self,
+        name: &OsStr,
+        src_dir: &DirFd,
+        src_name: &OsStr,
+    ) -> io::Result<()> {
         linkat(src_dir, src_name, self, name, AtFlags::empty()).map_err(errno_io)
     }
 
     /// Create a device node or FIFO `name`.
-    pub fn mknod(&self, name: &OsStr, kind: SFlag, mode: u32, dev: libc::dev_t) -> io::Result<()> {
+    pub(crate) fn mknod(
+        &self,
+        name: &OsStr,
+        kind: SFlag,
+        mode: u32,
+        dev: libc::dev_t,
+    ) -> io::Result<()> {
         mknodat(self, name, kind, Mode::from_bits_truncate(mode), dev).map_err(errno_io)
     }
 
     /// Change the owner of `name` (a symlink itself, not its target).
-    pub fn chown(&self, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
+    pub(crate) fn chown(&self, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
         fchownat(
             self,
             name,
@@ -621,7 +643,7 @@ impl DirFd {
     }
 
     /// Change the mode of `name`, never following a symlink.
-    pub fn chmod(&self, name: &OsStr, mode: u32) -> io::Result<()> {
+    pub(crate) fn chmod(&self, name: &OsStr, mode: u32) -> io::Result<()> {
         let c_name = cstring(name)?;
         // SAFETY: valid fd and NUL-terminated name.
         let rc = unsafe {
@@ -654,13 +676,18 @@ impl DirFd {
     }
 
     /// Set access and modification times of `name` (not followed).
-    pub fn set_times(&self, name: &OsStr, atime: &TimeSpec, mtime: &TimeSpec) -> io::Result<()> {
+    pub(crate) fn set_times(
+        &self,
+        name: &OsStr,
+        atime: &TimeSpec,
+        mtime: &TimeSpec,
+    ) -> io::Result<()> {
         nix::sys::stat::utimensat(self, name, atime, mtime, UtimensatFlags::NoFollowSymlink)
             .map_err(errno_io)
     }
 
     /// Set extended attribute `key` on `name` (a symlink itself).
-    pub fn set_xattr(&self, name: &OsStr, key: &OsStr, value: &[u8]) -> io::Result<()> {
+    pub(crate) fn set_xattr(&self, name: &OsStr, key: &OsStr, value: &[u8]) -> io::Result<()> {
         let path = self.proc_path(name)?;
         let key = cstring(key)?;
         // SAFETY: NUL-terminated strings, value pointer and length match.
@@ -677,7 +704,7 @@ impl DirFd {
     }
 
     /// The names of the extended attributes of `name` (a symlink itself).
-    pub fn list_xattrs(&self, name: &OsStr) -> io::Result<Vec<OsString>> {
+    pub(crate) fn list_xattrs(&self, name: &OsStr) -> io::Result<Vec<OsString>> {
         let path = self.proc_path(name)?;
         // SAFETY: NUL-terminated path; the buffer pointer and length match.
         list_xattrs_with(|buf| unsafe {
@@ -686,7 +713,7 @@ impl DirFd {
     }
 
     /// Remove extended attribute `key` of `name` (a symlink itself).
-    pub fn remove_xattr(&self, name: &OsStr, key: &OsStr) -> io::Result<()> {
+    pub(crate) fn remove_xattr(&self, name: &OsStr, key: &OsStr) -> io::Result<()> {
         let path = self.proc_path(name)?;
         let key = cstring(key)?;
         // SAFETY: NUL-terminated strings.
@@ -704,7 +731,7 @@ impl DirFd {
     }
 
     /// The names in this directory, without `.` and `..`.
-    pub fn list(&self) -> io::Result<Vec<OsString>> {
+    pub(crate) fn list(&self) -> io::Result<Vec<OsString>> {
         // A fresh open: its own offset, and closedir owns it.
         let fd = openat(
             self,

@@ -163,6 +163,8 @@ pub async fn resolve(source: &Source, wanted: &Platform) -> Result<ResolvedImage
 }
 
 /// The config descriptor (digest, size) of an image manifest.
+// Public only for the manifest fuzz target (fuzz/checks.rs).
+#[doc(hidden)]
 pub fn config_of(manifest: &[u8], manifest_digest: &Digest) -> Result<(Digest, u64)> {
     let parsed: ImageManifest = parse_json("manifest", manifest_digest, manifest)?;
     let config = parsed.config();
@@ -171,6 +173,8 @@ pub fn config_of(manifest: &[u8], manifest_digest: &Digest) -> Result<(Digest, u
 
 /// Parse an image manifest and its config into the config and the layer
 /// list, checking they agree (one diff_id per layer, valid digests).
+// Public only for the manifest fuzz target (fuzz/checks.rs).
+#[doc(hidden)]
 pub fn describe(
     manifest: &[u8],
     manifest_digest: &Digest,

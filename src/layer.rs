@@ -42,8 +42,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// gzip (`+gzip`, and Docker's `.tar.gzip`).
     Gzip,
+    /// zstd (`+zstd`).
     Zstd,
+    /// An uncompressed tar.
     None,
 }
 
@@ -88,7 +91,7 @@ type Decoder = Box<dyn Read + Send + 'static>;
 /// does that on the consumer's thread, to share the hashing between
 /// cores). Call [`LayerDecoder::finish`] after reading so the blob's own
 /// checks run even if the reader stopped early.
-pub struct LayerDecoder {
+pub(crate) struct LayerDecoder {
     inner: Limited,
     digest: String,
     compression: Compression,
@@ -169,7 +172,11 @@ impl Read for Limited {
 /// See [`LayerDecoder::classify`]: a failed check, then a failed
 /// download, and anything else the decompressor or reader raised means the
 /// content is corrupt.
-pub fn classify_read_error(err: io::Error, digest: &str, compression: Compression) -> crate::Error {
+pub(crate) fn classify_read_error(
+    err: io::Error,
+    digest: &str,
+    compression: Compression,
+) -> crate::Error {
     if let Some(integrity) = crate::digest::integrity_cause(&err) {
         return crate::Error::Integrity(integrity.clone());
     }

@@ -2,9 +2,32 @@
 //! archives and OCI layouts into OCI runtime bundles, `docker load`-able
 //! tarballs and inspectable directories.
 //!
+//! # For orchestrators
+//!
+//! One call per operation, each taking an [`ImageName`] (parsed from
+//! `busybox:1.36`, `docker://REF`, `docker-archive:FILE`, `oci:DIR:NAME`...)
+//! and [`PullOptions`] (registry transport and credentials, platform,
+//! progress sink, [`Cancel`] token):
+//!
+//! - [`resolve`]: the manifest and config, verified, no layer fetched;
+//! - [`create_bundle`]: an OCI runtime bundle that `runc run` starts;
+//! - [`export_tarball`]: a `docker load`-able tarball;
+//! - [`extract_image`]: an extracted image directory, optionally shared
+//!   between images, and [`recreate_image`] to get a tarball back from it;
+//! - [`copy_image`]: to a registry, an OCI layout or archive, a
+//!   docker-archive or the local engine, digests preserved;
+//! - [`check_image`], [`search_image`], [`diff_images`]: read-only
+//!   validation, path search and tree comparison.
+//!
+//! Files and directories appear at their target only once complete.
+//! Progress arrives as [`progress::Event`]s through [`PullOptions::progress`];
+//! cancelling the [`Cancel`] token stops that operation alone. Every
+//! failure is an [`Error`], whose [`Error::kind`] says what to do about it
+//! (usage, not found, integrity, I/O, cancelled).
+//!
 //! The modules follow the data's path:
 //! [`source`] ([`reference`](mod@reference), [`registry`], archives and
-//! layouts) → [`image`] → [`pull`] ([`layer`]: verify, decompress) →
+//! layouts) → [`image`] → [`layer`] (verify, decompress) →
 //! ([`unpack`] into a [`fsroot::RootDir`] → [`bundle`]) | [`export`].
 //!
 //! ```no_run
@@ -21,30 +44,34 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod bundle;
 pub mod cache;
 pub mod cancel;
-pub mod cause;
+pub(crate) mod cause;
 pub mod check;
 pub mod copy;
 pub mod diff;
 pub mod digest;
-pub mod encoding;
-pub mod engine;
+pub(crate) mod encoding;
+pub(crate) mod engine;
 pub mod error;
 pub mod escape;
 pub mod export;
 pub mod filter;
 pub mod fsroot;
+// Public only for the gzip fuzz target, which checks it against flate2.
+#[doc(hidden)]
 pub mod gzip;
 pub mod image;
 pub mod inspect;
 pub mod layer;
-pub mod leftovers;
-pub mod output;
+pub(crate) mod leftovers;
+pub(crate) mod output;
 pub mod platform;
 pub mod progress;
-pub mod pull;
+pub(crate) mod pull;
 
 pub mod reference;
 pub mod registry;
@@ -259,11 +286,12 @@ pub async fn extract_image(
 /// (`oci-archive:`), blob for blob, every digest preserved and every blob
 /// and layer verified on the way (see [`copy`]); a docker-archive
 /// (`docker-archive:FILE[:REF]`), which is [`export_tarball`] tagged `REF`;
-/// or the local engine (`docker-daemon:NAME:TAG`, see
-/// [`copy::to_engine`]). With `options.all`, an index is copied whole
-/// (registries and layouts); otherwise the platform's image; with
-/// `options.compress`, layers are recompressed (registries and layouts);
-/// with `options.filter`, a new image is written (not to the engine).
+/// or the local engine (`docker-daemon:NAME:TAG`, streamed as a `docker
+/// save` archive to its `POST /images/load`). With `options.all`, an index
+/// is copied whole (registries and layouts); otherwise the platform's
+/// image; with `options.compress`, layers are recompressed (registries and
+/// layouts); with `options.filter`, a new image is written (not to the
+/// engine).
 pub async fn copy_image(
     from: &ImageName,
     to: &ImageName,

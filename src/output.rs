@@ -280,6 +280,11 @@ pub(crate) fn unique_suffix() -> String {
     format!("{nanos:x}{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+fn cstring(path: &Path) -> Result<std::ffi::CString> {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Usage(format!("{}: a NUL byte in the path", path.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,9 +395,4 @@ mod tests {
         assert!(target.join("new").exists() && !target.join("old").exists());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
-}
-
-fn cstring(path: &Path) -> Result<std::ffi::CString> {
-    std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::Usage(format!("{}: a NUL byte in the path", path.display())))
 }

@@ -121,6 +121,8 @@ impl Platform {
 /// Index of the best entry for `wanted` among an index's entries (`None`
 /// for entries without a platform), or `None` if none fits. An exact match
 /// beats an accepted one; ties go to the earliest entry.
+// Public only for the manifest fuzz target (fuzz/checks.rs).
+#[doc(hidden)]
 pub fn select(wanted: &Platform, candidates: &[Option<Platform>]) -> Option<usize> {
     let wanted = wanted.normalized();
     candidates

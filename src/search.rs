@@ -18,7 +18,11 @@ use crate::{Error, Result, pull};
 /// component, `**` crosses them), or a regular expression found anywhere
 /// in it. Paths are relative to the root, without a leading `/` or `./`.
 #[derive(Debug, Clone)]
-pub enum Pattern {
+pub struct Pattern(Matcher);
+
+// Private, so that the matching crates' types stay out of the public API.
+#[derive(Debug, Clone)]
+enum Matcher {
     Glob(globset::GlobMatcher),
     Regex(regex::bytes::Regex),
 }
@@ -31,24 +35,24 @@ impl Pattern {
             .backslash_escape(true)
             .build()
             .map_err(|e| Error::Usage(format!("{pattern:?}: not a glob pattern: {e}")))?;
-        Ok(Pattern::Glob(glob.compile_matcher()))
+        Ok(Pattern(Matcher::Glob(glob.compile_matcher())))
     }
 
     /// A regular expression.
     pub fn regex(pattern: &str) -> Result<Pattern> {
         regex::bytes::Regex::new(pattern)
-            .map(Pattern::Regex)
+            .map(|r| Pattern(Matcher::Regex(r)))
             .map_err(|e| Error::Usage(format!("{pattern:?}: not a regular expression: {e}")))
     }
 
     /// Whether `path` (cleaned, relative) matches.
     pub(crate) fn matches(&self, path: &[u8]) -> bool {
-        match self {
-            Pattern::Glob(glob) => {
+        match &self.0 {
+            Matcher::Glob(glob) => {
                 use std::os::unix::ffi::OsStrExt;
                 glob.is_match(std::ffi::OsStr::from_bytes(path))
             }
-            Pattern::Regex(regex) => regex.is_match(path),
+            Matcher::Regex(regex) => regex.is_match(path),
         }
     }
 }
@@ -95,7 +99,7 @@ impl Whiteout {
 }
 
 /// Every entry of `image` whose path matches `pattern`, lowest layer first.
-pub async fn search(
+pub(crate) async fn search(
     source: &Source,
     image: &ResolvedImage,
     pattern: Pattern,

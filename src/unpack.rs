@@ -151,6 +151,7 @@ impl LayerStats {
 /// What could not be applied, counted, with the first few paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Skipped {
+    /// How many entries (or xattrs) were skipped.
     pub count: u64,
     /// The first three paths, escaped for a terminal.
     pub examples: Vec<String>,
@@ -193,7 +194,9 @@ impl Skipped {
 }
 
 /// Why a layer could not be applied. Every variant but `Tar` names the
-/// entry's path as written in the layer.
+/// entry's path relative to the root, cleaned of `.`, `..` and leading
+/// `/` (as written when it does not clean); print it with
+/// [`escape::path`].
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
     /// The tar stream itself is malformed or truncated, or over a limit.
@@ -202,22 +205,39 @@ pub enum UnpackError {
     /// An entry cannot be applied as written (bad header field, hardlink to
     /// a missing file, a parent that is not a directory...).
     #[error("{}: malformed entry: {reason}", escape::path(path))]
-    Malformed { path: PathBuf, reason: String },
+    Malformed {
+        /// The entry's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The entry tries to reach outside the root.
     #[error("{}: refused hostile entry: {reason}", escape::path(path))]
-    Hostile { path: PathBuf, reason: String },
+    Hostile {
+        /// The entry's path.
+        path: PathBuf,
+        /// How it tries to.
+        reason: String,
+    },
     /// The entry's content could not be read from the layer stream.
     #[error("{}: reading content from the layer: {source}", escape::path(path))]
     Read {
+        /// The entry's path.
         path: PathBuf,
+        /// The read error: the tar reader's, a failed download or a
+        /// digest mismatch found by the readers below.
         #[source]
         source: io::Error,
     },
     /// A local filesystem operation failed.
     #[error("{}: {op}: {source}", escape::path(path))]
     Io {
+        /// The entry's path.
         path: PathBuf,
+        /// What was being done ("opening directory", "removing whited-out
+        /// entry"...).
         op: &'static str,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },

@@ -6,7 +6,8 @@
 //!   temporary name and appears complete, or not at all.
 //! - Shared (`unique_names`): config and layers are named by digest and
 //!   shared; each image gets `manifest-<image with / as _>-<tag>.json` and an
-//!   entry in `catalog.json` (see [`super::catalog`]). DIR accumulates: every
+//!   entry in `catalog.json` (image and tag → manifest file, config and
+//!   layers; [`crate::recreate_image`] reads it back). DIR accumulates: every
 //!   file is written under a temporary name and renamed into place, and the
 //!   catalog is updated under a lock, so several processes may write into
 //!   one DIR at once. A layer already there is reused only after its sha256

@@ -2,11 +2,11 @@
 //! and expanded image directories (with `recreate` to turn a shared one
 //! back into a tarball).
 
-pub mod catalog;
-pub mod docker_save;
+pub(crate) mod catalog;
+pub(crate) mod docker_save;
 pub mod extracted;
-pub mod oci_layout;
-pub mod recreate;
+pub(crate) mod oci_layout;
+pub(crate) mod recreate;
 
 use std::io::{BufWriter, Seek};
 use std::path::Path;

@@ -591,6 +591,8 @@ pub use crate::error::TransportError;
 
 /// Work out what a manifest body is. Docker schema1 and unknown types are
 /// refused; errors name the manifest as `name`.
+// Public only for the manifest fuzz target (fuzz/checks.rs).
+#[doc(hidden)]
 pub fn manifest_media_type(bytes: &[u8], name: &str) -> Result<String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]

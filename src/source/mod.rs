@@ -2,13 +2,14 @@
 //! ([`ImageName`]): a registry ([`crate::registry`]), a `docker save`
 //! archive, an OCI layout, an `oci-archive` or the local engine. A [`Source`] hands out
 //! manifests and blobs and decides nothing about trust: what it gives is
-//! verified by [`crate::image`] (manifests, configs) and [`crate::pull`]
-//! (blobs, diff_ids) whichever source it is.
+//! verified by [`crate::image`] (manifests, configs) and the layer pipeline
+//! ([`crate::layer`]: blobs, diff_ids) whichever source it is.
 //!
 //! Archives are read where they lie: a tar is indexed by seeking from
 //! header to header, then each file is read at its offset; nothing is
 //! extracted or spooled. Only the engine's export stream is spooled (to
-//! an anonymous file), as its format forces: see [`crate::engine`].
+//! an anonymous file), as its format forces: a classic `docker save`
+//! stream lists its layers' order last, in `manifest.json`.
 //!
 //! Sources are an enum, not a trait object: the transports are all ours,
 //! and the registry's are async while the others are plain file reads.

@@ -30,14 +30,22 @@ pub enum ImageName {
     Registry(ImageRef),
     /// A `docker save` tarball, or a directory laid out as one.
     DockerArchive {
+        /// The tarball or directory.
         path: PathBuf,
+        /// Which of its images; `None`: its only one (several are a
+        /// usage error). As a copy's destination, the tag to write.
         image: Option<ArchiveImage>,
     },
     /// An OCI image layout directory (`archive: false`) or a tar of one.
     Oci {
+        /// The layout directory, or the tar of one.
         path: PathBuf,
-        /// The `org.opencontainers.image.ref.name` to pick.
+        /// The `org.opencontainers.image.ref.name` to pick; `None`: the
+        /// layout's only image (or only index). As a copy's destination,
+        /// the name to give.
         image: Option<String>,
+        /// Whether `path` is a tar of the layout (`oci-archive:`) rather
+        /// than the directory (`oci:`).
         archive: bool,
     },
     /// An image of the local Docker or Podman engine, by the name the

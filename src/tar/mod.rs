@@ -118,7 +118,9 @@ impl Kind {
 /// A time as seconds since the epoch and nanoseconds (always 0..1e9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Time {
+    /// Seconds since 1970-01-01 UTC; negative before.
     pub secs: i64,
+    /// Nanoseconds after `secs`.
     pub nanos: u32,
 }
 
@@ -147,7 +149,9 @@ impl Time {
 /// A region of a sparse file that holds data; the rest reads as zeros.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Region {
+    /// Where the data starts in the file, in bytes.
     pub offset: u64,
+    /// How many bytes of data.
     pub len: u64,
 }
 
@@ -179,22 +183,37 @@ pub struct Limits {
 /// One entry's header, with its extension headers merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The path as the archive gives it (PAX `path`, GNU long name or
+    /// USTAR prefix and name): raw bytes, not cleaned, possibly absolute
+    /// or holding `..`; escape it before printing.
     pub name: Vec<u8>,
+    /// A hardlink's target path or a symlink's target, raw bytes as
+    /// stored; empty for other kinds.
     pub link_name: Vec<u8>,
+    /// The entry's type.
     pub kind: Kind,
     /// The mode field as stored (type bits included if the writer put them).
     pub mode: i64,
+    /// Owner user ID (PAX `uid` if given).
     pub uid: i64,
+    /// Owner group ID (PAX `gid` if given).
     pub gid: i64,
+    /// Owner user name, raw bytes; often empty.
     pub uname: Vec<u8>,
+    /// Owner group name, raw bytes; often empty.
     pub gname: Vec<u8>,
     /// The logical size. Header-only kinds keep what their field said but
     /// have no content.
     pub size: i64,
+    /// Modification time (PAX `mtime` gives nanoseconds).
     pub mtime: Time,
+    /// Access time, when a PAX or GNU header gives one.
     pub atime: Option<Time>,
+    /// Status change time, when a PAX or GNU header gives one.
     pub ctime: Option<Time>,
+    /// A device node's major number; meaningless for other kinds.
     pub dev_major: i64,
+    /// A device node's minor number; meaningless for other kinds.
     pub dev_minor: i64,
     /// Every record of the entry's PAX header (not of global headers).
     pub pax: Records,
@@ -270,22 +289,55 @@ pub enum TarError {
     /// The stream under the archive failed.
     #[error("{0}")]
     Io(#[source] io::Error),
+    /// The stream ends inside a header or an entry's data.
     #[error("the archive is truncated at byte {offset}")]
-    Truncated { offset: u64 },
+    Truncated {
+        /// Bytes read from the stream when it ended.
+        offset: u64,
+    },
+    /// A header block that is not a valid header (checksum, number field,
+    /// PAX record, sparse map).
     #[error("invalid tar header at byte {offset}: {reason}")]
-    Header { offset: u64, reason: String },
+    Header {
+        /// Where the header block starts in the stream.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A PAX header, GNU long name or link, or GNU sparse map over
+    /// [`MAX_SPECIAL`] bytes.
     #[error("{what} at byte {offset} is {size} bytes, over the limit of {MAX_SPECIAL}")]
     TooLong {
+        /// Which of them.
         what: &'static str,
+        /// Where its header starts in the stream.
         offset: u64,
+        /// Its size as declared or read so far, in bytes.
         size: u64,
     },
+    /// A sparse file's stored data disagrees with its sparse map.
     #[error("{}: {reason}", crate::escape::bytes(name))]
-    Content { name: Vec<u8>, reason: &'static str },
+    Content {
+        /// The entry's name, raw bytes.
+        name: Vec<u8>,
+        /// How they disagree.
+        reason: &'static str,
+    },
+    /// More entries than [`Limits::max_entries`].
     #[error("more than the limit of {limit} tar entries")]
-    TooManyEntries { limit: u64 },
+    TooManyEntries {
+        /// The limit.
+        limit: u64,
+    },
+    /// The stream or the entries' logical sizes exceed
+    /// [`Limits::max_size`].
     #[error("entries of more than the {limit}-byte limit")]
-    TooLarge { limit: u64 },
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// A read after the reader already returned an error: it does not
+    /// resynchronise.
     #[error("the archive could not be read past an earlier error")]
     Failed,
 }
@@ -312,9 +364,19 @@ fn bad(offset: u64, reason: impl Into<String>) -> TarError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chunk {
     /// `len` bytes of data at `offset` were read into the buffer.
-    Data { offset: u64, len: usize },
+    Data {
+        /// Where the bytes go in the file.
+        offset: u64,
+        /// How many bytes, from the start of the buffer.
+        len: usize,
+    },
     /// Zeros (a sparse file's hole) from `offset` for `len` bytes.
-    Hole { offset: u64, len: u64 },
+    Hole {
+        /// Where the hole starts in the file.
+        offset: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
     /// The content is complete.
     End,
 }
@@ -375,6 +437,7 @@ impl<R: Read + io::Seek> Reader<R> {
 }
 
 impl<R: Read> Reader<R> {
+    /// A reader of the archive `inner`, held to `limits`.
     pub fn new(inner: R, limits: Limits) -> Reader<R> {
         Reader {
             inner,
