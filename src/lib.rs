@@ -47,6 +47,7 @@ pub mod pull;
 
 pub mod reference;
 pub mod registry;
+pub mod run;
 pub mod search;
 pub mod source;
 pub mod tar;
