@@ -325,3 +325,38 @@ fn a_name_in_use_is_refused_and_kept() {
     assert_eq!(first.wait().unwrap().code(), Some(143));
     f.assert_clean();
 }
+
+#[test]
+fn a_terminal_only_when_asked_and_stdin_is_one() {
+    let f = fixture();
+    // Without a terminal on stdin, -t is ignored.
+    let out = f.run(&["-t"], &["sh", "-c", "test -t 0 || echo no-tty"], None);
+    expect(&out, 0, "no-tty\n");
+    // Under script(1), stdin is a terminal: the container gets one of its own.
+    let command = f.command(
+        &["-t"],
+        &["sh", "-c", "test -t 0 && test -t 1 && echo tty; exit 5"],
+    );
+    let line = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| format!("'{}'", a.to_str().unwrap()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = Command::new("script");
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    let out = script
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // (script(1) may put control bytes before it.)
+    assert!(stdout.lines().any(|l| l.ends_with("tty")), "{stdout}");
+    f.assert_clean();
+}
