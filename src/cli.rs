@@ -162,6 +162,19 @@ pub enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Run an image's command once with runc and remove everything after,
+    /// as `docker run --rm` does with no daemon; exits with its status
+    Run {
+        /// Image: busybox:1.36, docker://host/app@sha256:..., docker-archive:FILE.tar,
+        /// oci:DIR[:NAME], oci-archive:FILE.tar[:NAME], docker-daemon:NAME:TAG
+        #[arg(value_name = "IMAGE")]
+        reference: String,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Command and arguments to run instead of the image's Entrypoint + Cmd
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Show what an image name resolves to (digests, platform, layers) as JSON
     Inspect {
         /// Image (a reference, or docker-archive:, oci:, oci-archive:)
@@ -347,6 +360,19 @@ pub struct FilterArgs {
     pub exclude: Vec<String>,
 }
 
+/// The `--profile` of `run` when none is given: what `docker run` gives,
+/// as root; otherwise (the docker profile maps no ids) a rootless one.
+pub fn run_profile() -> &'static str {
+    if nix::unistd::geteuid().is_root() {
+        occystrap::bundle::convert::DOCKER
+    } else {
+        "auto"
+    }
+}
+
+/// The `--profile` of `bundle` when none is given.
+pub const BUNDLE_PROFILE: &str = "auto";
+
 /// Options of `bundle` and `fetch-to-oci`.
 #[derive(Debug, Args)]
 pub struct BundleArgs {
@@ -359,6 +385,20 @@ pub struct BundleArgs {
     /// Do not allocate a terminal (the default)
     #[arg(long)]
     pub no_tty: bool,
+    /// rootfs/ as a copy of the layers, or an overlay mount of the layer
+    /// store's (root only; `occystrap remove` unmounts); `auto`: overlay as
+    /// root, else copy
+    #[arg(long, value_name = "copy|overlay|auto", default_value = "copy",
+          value_parser = ["copy", "overlay", "auto"])]
+    pub rootfs: String,
+    #[command(flatten)]
+    pub container: ContainerArgs,
+}
+
+/// What the container's process and root are, for `bundle`, `fetch-to-oci`
+/// and `run`.
+#[derive(Debug, Args)]
+pub struct ContainerArgs {
     /// Container hostname (default: the profile's)
     #[arg(long)]
     pub hostname: Option<String>,
@@ -368,21 +408,18 @@ pub struct BundleArgs {
     /// Run as this user instead of the image's (name, uid, name:group, uid:gid, ...)
     #[arg(long, short = 'u')]
     pub user: Option<String>,
+    /// Working directory (absolute) instead of the image's
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub workdir: Option<String>,
     /// Mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
     /// Base runtime config: `auto` (`default` as root, else `rootless`),
     /// `default`, `rootless`, `docker` (what `docker run` gives: its
     /// capabilities, seccomp profile and HOSTNAME), or a path to a
-    /// config.json of your own
-    #[arg(long, default_value = "auto")]
-    pub profile: String,
-    /// rootfs/ as a copy of the layers, or an overlay mount of the layer
-    /// store's (root only; `occystrap remove` unmounts); `auto`: overlay as
-    /// root, else copy
-    #[arg(long, value_name = "copy|overlay|auto", default_value = "copy",
-          value_parser = ["copy", "overlay", "auto"])]
-    pub rootfs: String,
+    /// config.json of your own (default: `auto` for bundle, `docker` for run)
+    #[arg(long)]
+    pub profile: Option<String>,
 }
 
 /// `store` subcommands.
@@ -397,6 +434,39 @@ pub enum StoreCommand {
         #[arg(long, value_name = "SIZE", default_value = "0", value_parser = occystrap::layer::parse_size)]
         max_size: u64,
     },
+}
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    /// Give the container a terminal (when stdin is one)
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Keep stdin open for the container (else it reads /dev/null)
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// Read environment variables from FILE (KEY=VALUE lines; -e wins)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Container id for the runtime (default: occystrap-<random>)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bind-mount a host path: HOST:CONTAINER[:ro] (repeatable; HOST must
+    /// exist, relative to the current directory)
+    #[arg(long, value_name = "HOST:CTR[:ro]")]
+    pub volume: Vec<String>,
+    /// `none` (a network namespace with only lo) or `host`
+    #[arg(long, default_value = "none", value_parser = ["none", "host"])]
+    pub network: String,
+    /// OCI runtime: runc, crun or a path
+    #[arg(long, default_value = occystrap::run::DEFAULT_RUNTIME)]
+    pub runtime: String,
+    /// Kill the container after SECONDS and exit 124 (`--timeout` is the
+    /// registry's)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub time_limit: Option<u64>,
 }
 
 /// Split the original commands' `[REGISTRY] IMAGE TAG OUTPUT` arguments.

@@ -202,7 +202,10 @@ impl Error {
             | Error::InvalidPlatform { .. }
             | Error::Usage(_)
             | Error::Blocked { .. }
-            | Error::OutputExists { .. } => ErrorKind::Usage,
+            | Error::OutputExists { .. }
+            | Error::Convert(crate::bundle::convert::ConvertError::RelativeWorkdir(_)) => {
+                ErrorKind::Usage
+            }
             Error::NotFound { .. }
             | Error::Auth { .. }
             | Error::NoMatchingPlatform { .. }

@@ -75,6 +75,7 @@ pub(crate) mod pull;
 
 pub mod reference;
 pub mod registry;
+pub mod run;
 pub mod search;
 pub mod source;
 pub mod store;

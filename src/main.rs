@@ -15,7 +15,8 @@ use occystrap::{Error, ImageName, ImageRef, Platform, PullOptions, RegistryOptio
 use std::path::Path;
 
 use cli::{
-    BundleArgs, CacheCommand, Cli, Command, ExtractArgs, FilterArgs, Format, Global, StoreCommand,
+    BundleArgs, CacheCommand, Cli, Command, ContainerArgs, ExtractArgs, FilterArgs, Format, Global,
+    RunArgs, StoreCommand,
 };
 use occystrap::bundle::convert::{self, ConvertOptions};
 use occystrap::bundle::{BundleOptions, Rootfs};
@@ -54,11 +55,35 @@ fn main() -> ExitCode {
         }
     };
     let cancel = occystrap::Cancel::new();
-    let work = run(cli, console.clone(), cancel.clone());
-    match runtime.block_on(signals::cancellable(cancel, work)) {
-        Ok(()) => {
+    let result = match cli.command {
+        // Signals go to the container while it lives: `run` handles them.
+        Command::Run {
+            reference,
+            run,
+            command,
+        } => runtime.block_on(run_image(
+            &cli.global,
+            &reference,
+            run,
+            command,
+            console.clone(),
+            cancel,
+        )),
+        command => {
+            let cli = Cli {
+                global: cli.global,
+                command,
+            };
+            let work = run(cli, console.clone(), cancel.clone());
+            runtime
+                .block_on(signals::cancellable(cancel, work))
+                .map(|()| 0)
+        }
+    };
+    match result {
+        Ok(code) => {
             console.finish(true);
-            ExitCode::SUCCESS
+            ExitCode::from(code)
         }
         Err(e) => {
             let code = exit_code(e.kind());
@@ -199,7 +224,7 @@ async fn run(cli: Cli, console: Arc<Console>, cancel: occystrap::Cancel) -> Resu
                 occystrap::bundle::remove(dir, store.as_ref())?;
             }
         }
-        Command::Completions { .. } | Command::Man => {}
+        Command::Completions { .. } | Command::Man | Command::Run { .. } => {}
         Command::Search {
             reference,
             pattern,
@@ -301,30 +326,104 @@ async fn make_bundle(
         "auto" if root && filter.is_empty() => Rootfs::Overlay(layer_store(global)?),
         _ => Rootfs::Copy,
     };
-    let profile = convert::profile(&args.profile)?;
-    let bundle = BundleOptions {
+    let tty = args.tty && !args.no_tty;
+    let env = args.container.env.clone();
+    let mut bundle = bundle_options(&args.container, cli::BUNDLE_PROFILE, tty, env, command)?;
+    bundle.replace = args.force;
+    bundle.rootfs = rootfs;
+    bundle.unpack.filter = Arc::new(filter);
+    occystrap::create_bundle(name, dir, &bundle, opts).await
+}
+
+/// The bundle `args` describe, from `default_profile` unless `--profile`.
+fn bundle_options(
+    args: &ContainerArgs,
+    default_profile: &str,
+    tty: bool,
+    env: Vec<String>,
+    command: Vec<String>,
+) -> Result<BundleOptions, Error> {
+    let choice = args.profile.as_deref().unwrap_or(default_profile);
+    let profile = convert::profile(choice)?;
+    Ok(BundleOptions {
         profile,
         convert: ConvertOptions {
-            tty: args.tty && !args.no_tty,
+            tty,
             hostname: args.hostname.clone(),
-            env: args.env.clone(),
+            env,
             read_only: args.read_only,
             args: (!command.is_empty()).then_some(command),
             user: args.user.clone(),
-            hostname_env: args.profile == convert::DOCKER,
+            hostname_env: choice == convert::DOCKER,
+            workdir: args.workdir.clone(),
         },
-        replace: args.force,
-        rootfs,
         ..BundleOptions::default()
-    };
-    let bundle = BundleOptions {
-        unpack: occystrap::unpack::UnpackOptions {
-            filter: Arc::new(filter),
-            ..bundle.unpack
+    })
+}
+
+/// `run`: the container's exit status, or an error before it started.
+async fn run_image(
+    global: &Global,
+    reference: &str,
+    args: RunArgs,
+    command: Vec<String>,
+    console: Arc<Console>,
+    cancel: occystrap::Cancel,
+) -> Result<u8, Error> {
+    use occystrap::run::{BindMount, Network, RunOptions};
+    // First, so that no signal falls between two handlers.
+    let mut signals = signals::channel();
+    let mut opts = pull_options(global)?;
+    opts.cancel = cancel;
+    if console.mode() != ProgressMode::None {
+        opts.progress = occystrap::progress::Progress::new(Arc::new(render::Sink(console.clone())));
+    }
+    let name = ImageName::parse(reference)?;
+    // Docker's order: the files, then -e, the last of a name winning.
+    let mut env = Vec::new();
+    for file in &args.env_file {
+        env.extend(occystrap::run::read_env_file(file)?);
+    }
+    env.extend(args.container.env.iter().cloned());
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    let mounts = args
+        .volume
+        .iter()
+        .map(|spec| BindMount::parse(spec, &cwd))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = RunOptions {
+        bundle: bundle_options(&args.container, cli::run_profile(), args.tty, env, command)?,
+        runtime: args.runtime,
+        name: args.name,
+        mounts,
+        network: match args.network.as_str() {
+            "host" => Network::Host,
+            _ => Network::None,
         },
-        ..bundle
+        time_limit: args.time_limit.map(std::time::Duration::from_secs),
+        stdin: args.interactive,
     };
-    occystrap::create_bundle(name, dir, &bundle, opts).await
+    let prepare = occystrap::run::prepare(&name, &options, &opts);
+    let prepared = occystrap::run::cancel_on_signal(prepare, &mut signals, &opts.cancel).await?;
+    // The container's output follows: no progress display over it.
+    console.finish(true);
+    // Said whatever the log level: what the container sees depends on it.
+    if !global.quiet {
+        for volume in prepared.volumes() {
+            eprintln!(
+                "occystrap: the image's volume {} is an empty directory for this run",
+                occystrap::escape::bytes(volume.as_bytes())
+            );
+        }
+    }
+    let exit = prepared.run(&mut signals).await?;
+    if exit == occystrap::run::Exit::TimedOut {
+        eprintln!(
+            "occystrap: the container was killed: it ran past the time limit of {}s",
+            args.time_limit.unwrap_or_default()
+        );
+    }
+    Ok(exit.code())
 }
 
 /// The filter `--normalize-timestamps` and `--exclude` ask for.

@@ -40,3 +40,30 @@ where
     }
     Err(Error::Cancelled)
 }
+
+/// SIGINT and SIGTERM as they arrive, for `run`: it decides what each
+/// means (cancel the pull, or forward to the container). Must be called
+/// inside the runtime.
+pub fn channel() -> tokio::sync::mpsc::UnboundedReceiver<nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return rx;
+    };
+    tokio::spawn(async move {
+        loop {
+            let received = tokio::select! {
+                Some(()) = interrupt.recv() => Signal::SIGINT,
+                Some(()) = terminate.recv() => Signal::SIGTERM,
+                else => break,
+            };
+            if tx.send(received).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

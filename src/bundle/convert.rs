@@ -54,6 +54,10 @@ pub struct ConvertOptions {
     /// Add `HOSTNAME=<the container's hostname>` unless the image or the
     /// caller sets it, as Docker does (for [`DOCKER_PROFILE`]).
     pub hostname_env: bool,
+    /// Replaces the image's `WorkingDir`; must be absolute (as Docker's
+    /// `-w`): a relative one would be resolved against nothing the caller
+    /// can see.
+    pub workdir: Option<String>,
 }
 
 /// Why an image config could not be converted.
@@ -85,6 +89,9 @@ pub enum ConvertError {
         /// Where it came from: the image or the caller.
         origin: &'static str,
     },
+    /// A working directory override that is not an absolute path.
+    #[error("the working directory {0:?} is not an absolute path")]
+    RelativeWorkdir(String),
     /// The image is not a Linux image; runtime bundles here are for Linux.
     #[error("the image is for OS {os:?}; a runtime bundle needs a linux image")]
     UnsupportedOs {
@@ -156,7 +163,12 @@ pub fn convert(
     let process = object_at(root, "process")?;
     process.insert("args".into(), json!(args));
     process.insert("env".into(), json!(env));
-    process.insert("cwd".into(), json!(working_dir(cfg)));
+    let cwd = match &opts.workdir {
+        Some(dir) if dir.starts_with('/') => dir.clone(),
+        Some(dir) => return Err(ConvertError::RelativeWorkdir(dir.clone())),
+        None => working_dir(cfg),
+    };
+    process.insert("cwd".into(), json!(cwd));
     process.insert("terminal".into(), json!(opts.tty));
     let proc_user = object_at(process, "user")?;
     proc_user.insert("uid".into(), json!(user.uid));
