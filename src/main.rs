@@ -323,7 +323,7 @@ async fn make_bundle(
         }
         "overlay" => Rootfs::Overlay(layer_store(global)?),
         // Stored layers are unfiltered: an --exclude bundle is a copy.
-        "auto" if root && filter.is_empty() => Rootfs::Overlay(layer_store(global)?),
+        "auto" if root && filter.is_empty() => Rootfs::Auto(layer_store(global)?),
         _ => Rootfs::Copy,
     };
     let tty = args.tty && !args.no_tty;
@@ -391,8 +391,14 @@ async fn run_image(
         .iter()
         .map(|spec| BindMount::parse(spec, &cwd))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut bundle = bundle_options(&args.container, cli::run_profile(), args.tty, env, command)?;
+    // An overlay of stored layers where it can be mounted: a second run of
+    // an image unpacks nothing.
+    if nix::unistd::geteuid().is_root() {
+        bundle.rootfs = Rootfs::Auto(layer_store(global)?);
+    }
     let options = RunOptions {
-        bundle: bundle_options(&args.container, cli::run_profile(), args.tty, env, command)?,
+        bundle,
         runtime: args.runtime,
         name: args.name,
         mounts,

@@ -162,7 +162,13 @@ pub async fn prepare(name: &ImageName, opts: &RunOptions, pull: &PullOptions) ->
             "a container named {id:?} already exists"
         )));
     }
-    let scratch = Scratch::create(&opts.runtime, id)?;
+    let store = match &opts.bundle.rootfs {
+        crate::bundle::Rootfs::Overlay(store) | crate::bundle::Rootfs::Auto(store) => {
+            Some(store.clone())
+        }
+        crate::bundle::Rootfs::Copy => None,
+    };
+    let scratch = Scratch::create(&opts.runtime, id, store)?;
     let bundle = scratch.bundle();
     let (source, image) = crate::resolve(name, pull).await?;
     crate::bundle::create(&source, &image, &bundle, &opts.bundle, &pull.progress).await?;
@@ -465,12 +471,15 @@ struct Scratch {
     id: String,
     /// The runtime was started: there may be a container to delete.
     started: bool,
+    /// The layer store an overlay rootfs comes from: unmounted and its
+    /// lease ended before the directory goes.
+    store: Option<crate::store::Store>,
     /// Tells a sweeper this directory is in use.
     _held: Option<crate::leftovers::Held>,
 }
 
 impl Scratch {
-    fn create(runtime: &str, id: String) -> Result<Scratch> {
+    fn create(runtime: &str, id: String, store: Option<crate::store::Store>) -> Result<Scratch> {
         use std::os::unix::fs::DirBuilderExt;
         let parent = std::env::temp_dir();
         let dir = parent.join(format!(
@@ -489,6 +498,7 @@ impl Scratch {
             runtime: runtime.to_owned(),
             id,
             started: false,
+            store,
             _held: held,
         })
     }
@@ -520,6 +530,12 @@ impl Drop for Scratch {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+        }
+        let bundle = self.bundle();
+        if bundle.join("config.json").is_file()
+            && let Err(e) = crate::bundle::remove(&bundle, self.store.as_ref())
+        {
+            tracing::warn!("cannot remove the bundle {}: {e}", escape::path(&bundle));
         }
         if let Err(e) = crate::fsroot::remove_all(&self.dir)
             && e.kind() != std::io::ErrorKind::NotFound

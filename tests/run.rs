@@ -360,3 +360,46 @@ fn a_terminal_only_when_asked_and_stdin_is_one() {
     assert!(stdout.lines().any(|l| l.ends_with("tty")), "{stdout}");
     f.assert_clean();
 }
+
+#[test]
+fn runs_are_overlays_of_the_store_and_leave_it_as_it_was() {
+    let f = fixture();
+    let store = f.tmp.path().join("store");
+    let with_store = |cmd: &[&str]| {
+        let store = store.to_str().unwrap().to_string();
+        let out = f
+            .command(&[], cmd)
+            .env("OCCYSTRAP_STORE", &store)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        f.assert_clean();
+        out
+    };
+    let out = with_store(&[
+        "sh",
+        "-c",
+        "grep ' / ' /proc/mounts | cut -d' ' -f3; echo x > /written",
+    ]);
+    expect(&out, 0, "overlay\n");
+    let layers = || {
+        let mut names: Vec<_> = std::fs::read_dir(store.join("layers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let stored = layers();
+    assert_eq!(stored.len(), 2, "the image's two layers");
+    // The second run mounts the same layers, without the first one's write.
+    let out = with_store(&["sh", "-c", "test -e /written && echo seen || echo fresh"]);
+    expect(&out, 0, "fresh\n");
+    assert_eq!(layers(), stored);
+    let info = common::cli::occystrap(&["--store", store.to_str().unwrap(), "store", "info"]);
+    assert!(
+        text(&info.stdout).contains("used by no bundle"),
+        "{}",
+        text(&info.stdout)
+    );
+}

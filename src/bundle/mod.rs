@@ -32,6 +32,9 @@ pub enum Rootfs {
     /// container's writes kept in the bundle (see [`crate::store`]). The
     /// mount outlives the process: [`remove`] unmounts and deletes.
     Overlay(Store),
+    /// An overlay if one can be mounted here, else a copy (with a
+    /// warning saying why).
+    Auto(Store),
 }
 
 /// How to build a bundle.
@@ -89,7 +92,7 @@ pub async fn create(
         limits: source.layer_limits(),
         ..opts.unpack.clone()
     };
-    if let Rootfs::Overlay(store) = &opts.rootfs {
+    if let Rootfs::Overlay(store) | Rootfs::Auto(store) = &opts.rootfs {
         // Stored layers are the image's own, shared by every bundle.
         if !opts.unpack.filter.is_empty() {
             return Err(Error::Usage(
@@ -119,14 +122,23 @@ pub async fn create(
             // Overlay wants a lower directory: an image of no layers is empty.
             lowers.push(empty);
         }
-        let mount = store::Overlay::mount(&rootfs, &lowers, &upper, &work)?;
-        let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
-        write_config(&root, image, opts, staged.path())?;
-        drop(root);
-        staged.commit()?;
-        mount.keep();
-        lease.keep();
-        return Ok(());
+        match store::Overlay::mount(&rootfs, &lowers, &upper, &work) {
+            Ok(mount) => {
+                let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
+                write_config(&root, image, opts, staged.path())?;
+                drop(root);
+                staged.commit()?;
+                mount.keep();
+                lease.keep();
+                return Ok(());
+            }
+            Err(e) if matches!(opts.rootfs, Rootfs::Auto(_)) => {
+                tracing::warn!("{e}: making a copy instead");
+                drop(lease);
+                crate::fsroot::remove_all(&private).map_err(|e| Error::io(&private, e))?;
+            }
+            Err(e) => return Err(e),
+        }
     }
     let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
     let start = (root, unpack::LayerStats::default());
