@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use oci_spec::image::{ImageIndex, ImageManifest};
 
 use crate::cancel::Cancel;
-use crate::digest::Hasher;
+use crate::digest::HashingReader;
 use crate::error::ErrorKind;
 use crate::escape;
 use crate::fsroot::clean_path;
@@ -446,20 +446,6 @@ impl Read for SharedBlob {
     }
 }
 
-/// The uncompressed stream, hashed for its diff_id as it is read.
-struct Hashing<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// Stream layer `n` from `blob`, parse every entry and verify both digests.
 /// Its paths are added to `lower` for the layers above. Errors are what
 /// says nothing about the image (network, cancellation).
@@ -479,10 +465,7 @@ fn check_layer(
     match LayerDecoder::new(shared.clone(), &layer.media_type, &digest, limits) {
         Err(e) => stream_failure = Some(Error::Integrity(decompress_error(&digest, e))),
         Ok(decoder) => {
-            let hashing = Hashing {
-                inner: decoder,
-                hasher: layer.diff_id.hasher(),
-            };
+            let hashing = HashingReader::new(decoder, layer.diff_id.hasher());
             let mut reader = tar::Reader::new(hashing, limits);
             let mut tar_failure = None;
             loop {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::{Digest, Hasher, HashingReader};
 use crate::export::docker_save::CopyError;
 use crate::export::oci_layout::LayoutWriter;
 use crate::filter::Filter;
@@ -688,10 +688,7 @@ fn check_layer(rx: Receiver<Vec<u8>>, digest: &str, check: LayerCheck) -> Result
                 reason: e.to_string(),
             })
         })?;
-    let mut hashed = Hashing {
-        inner: decoder,
-        hasher: check.diff_id.hasher(),
-    };
+    let mut hashed = HashingReader::new(decoder, check.diff_id.hasher());
     let walked = crate::tar::Reader::new(&mut hashed, check.limits).skim();
     if let Err(e) = walked {
         return Err(match e {
@@ -730,17 +727,34 @@ impl Read for Chunks {
     }
 }
 
-/// Hashes what is read through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: Hasher,
+/// An encoder whose `flush` ends its stream (and flushes what is below),
+/// so that every target is finished by one call.
+enum Finishing<W: Write> {
+    Gzip(Option<flate2::write::GzEncoder<W>>),
+    Zstd(Option<zstd::Encoder<'static, W>>),
 }
 
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
+impl<W: Write> Write for Finishing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let gone = || io::Error::other("the encoder was finished");
+        match self {
+            Finishing::Gzip(e) => e.as_mut().ok_or_else(gone)?.write(buf),
+            Finishing::Zstd(e) => e.as_mut().ok_or_else(gone)?.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut inner = match self {
+            Finishing::Gzip(e) => match e.take() {
+                Some(e) => e.finish()?,
+                None => return Ok(()),
+            },
+            Finishing::Zstd(e) => match e.take() {
+                Some(e) => e.finish()?,
+                None => return Ok(()),
+            },
+        };
+        inner.flush()
     }
 }
 
@@ -945,10 +959,7 @@ fn recompress(
     let shown = digest.to_string();
     let decoder = LayerDecoder::new(reader, &check.media_type, &shown, check.limits)
         .map_err(|e| crate::layer::classify_read_error(e, &shown, Compression::None))?;
-    let mut hashed = Hashing {
-        inner: decoder,
-        hasher: check.diff_id.hasher(),
-    };
+    let mut hashed = HashingReader::new(decoder, check.diff_id.hasher());
     let tmp = std::env::temp_dir();
     let mut spool = crate::engine::anonymous_file(&tmp)?;
     let written = {
@@ -971,34 +982,20 @@ fn recompress(
             out.flush().map_err(CopyError::Write)?;
             Ok(id)
         };
-        match target {
-            Compression::Gzip => {
-                let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
-                pass(&mut encoder).and_then(|id| {
-                    encoder
-                        .finish()
-                        .and_then(|mut o| o.flush())
-                        .map(|()| id)
-                        .map_err(CopyError::Write)
-                })
-            }
-            Compression::Zstd => {
-                let mut encoder = zstd::Encoder::new(out, 3).map_err(|e| Error::io(&tmp, e))?;
-                pass(&mut encoder).and_then(|id| {
-                    encoder
-                        .finish()
-                        .and_then(|mut o| o.flush())
-                        .map(|()| id)
-                        .map_err(CopyError::Write)
-                })
-            }
-            Compression::None => {
-                let mut out = out;
-                pass(&mut out).and_then(|id| out.flush().map(|()| id).map_err(CopyError::Write))
-            }
-        }
+        // Each encoder is finished its own way; the output is flushed after.
+        let mut out: Box<dyn Write> = match target {
+            Compression::Gzip => Box::new(Finishing::Gzip(Some(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::new(6),
+            )))),
+            Compression::Zstd => Box::new(Finishing::Zstd(Some(
+                zstd::Encoder::new(out, 3).map_err(|e| Error::io(&tmp, e))?,
+            ))),
+            Compression::None => Box::new(out),
+        };
+        pass(&mut *out).and_then(|id| out.flush().map(|()| id).map_err(CopyError::Write))
     };
-    let Hashing { inner, hasher } = hashed;
+    let HashingReader { inner, hasher } = hashed;
     let new_diff_id = match written {
         Ok(id) => id,
         Err(CopyError::Read(e)) => return Err(inner.classify(e)),

@@ -206,6 +206,44 @@ impl Hasher {
     }
 }
 
+/// A blob of `size` bytes that must fit in memory is refused beyond `limit`.
+pub(crate) fn within_limit(
+    what: &'static str,
+    digest: &Digest,
+    size: u64,
+    limit: u64,
+) -> Result<(), IntegrityError> {
+    if size > limit {
+        return Err(IntegrityError::TooLarge {
+            what,
+            digest: digest.to_string(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Hashes what is read through it (a layer's diff_id, as it streams); the
+/// reader that owns the stream checks the result.
+pub(crate) struct HashingReader<R> {
+    pub(crate) inner: R,
+    pub(crate) hasher: Hasher,
+}
+
+impl<R> HashingReader<R> {
+    pub(crate) fn new(inner: R, hasher: Hasher) -> Self {
+        HashingReader { inner, hasher }
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// Wraps a reader; hashes and counts what passes through and, at end of
 /// stream, fails unless digest (and size, when known) match. A stream longer
 /// than the expected size fails as soon as the excess byte arrives.

@@ -382,14 +382,7 @@ impl Registry {
         size: u64,
         limit: u64,
     ) -> Result<Vec<u8>> {
-        if size > limit {
-            return Err(IntegrityError::TooLarge {
-                what,
-                digest: digest.to_string(),
-                limit,
-            }
-            .into());
-        }
+        crate::digest::within_limit(what, digest, size, limit)?;
         let mut reader = self.open_blob(what, digest, size).await?;
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(size as usize);

@@ -25,7 +25,6 @@ use std::path::Path;
 use crate::cache::BlobCache;
 use crate::cancel::Cancel;
 use crate::digest::Digest;
-use crate::digest::IntegrityError;
 use crate::escape;
 use crate::layer::LayerLimits;
 use crate::reference::ImageRef;
@@ -156,14 +155,7 @@ impl Source {
         if let Source::Registry(r) = self {
             return r.blob_bytes(what, digest, size, limit).await;
         }
-        if size > limit {
-            return Err(IntegrityError::TooLarge {
-                what,
-                digest: digest.to_string(),
-                limit,
-            }
-            .into());
-        }
+        crate::digest::within_limit(what, digest, size, limit)?;
         let mut reader = self.open_blob(what, digest, size).await?;
         let mut out = Vec::with_capacity(size as usize);
         std::io::Read::read_to_end(&mut reader, &mut out).map_err(|e| reader.classify(e))?;
