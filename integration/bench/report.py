@@ -32,6 +32,13 @@ TOOLS = {
         "occystrap-bundle",
     ),
     "occystrap-copy-oci": ("occystrap copy docker:// oci:", "layout", "occystrap-copy-oci"),
+    "occystrap-bundle-overlay-warm": (
+        "occystrap bundle --rootfs overlay, layers stored",
+        "bundle",
+        "occystrap-bundle-overlay-warm",
+    ),
+    "occystrap-run-warm": ("occystrap run IMAGE -- true, layers stored", "run", "occystrap-run-warm"),
+    "docker-run-warm": ("docker run --rm IMAGE true, image loaded", "run", "occystrap-run-warm"),
     "occystrap-check": ("occystrap check (every layer verified and parsed)", "report", "occystrap-export"),
     "occystrap-search": ("occystrap search 'usr/bin/*sh'", "report", "occystrap-export"),
     "occystrap-copy-registry": (
@@ -67,6 +74,7 @@ RATIO_TARGETS = [
     ("copy registry → registry ≤ 0.5 × skopeo copy", "occystrap-copy-registry", "skopeo-copy-registry", 0.5),
     ("copy → docker-daemon ≤ 1 × export + docker load", "occystrap-copy-engine", "export-docker-load", 1.0),
     ("check ≤ 1 × export", "occystrap-check", "occystrap-export", 1.0),
+    ("run -- true < 1 × docker run --rm", "occystrap-run-warm", "docker-run-warm", 1.0),
     ("search < 1 × export", "occystrap-search", "occystrap-export", 1.0),
 ]
 RSS_LIMIT_KIB = 64 * 1024
