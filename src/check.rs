@@ -465,7 +465,8 @@ fn check_layer(
     match LayerDecoder::new(shared.clone(), &layer.media_type, &digest, limits) {
         Err(e) => stream_failure = Some(Error::Integrity(decompress_error(&digest, e))),
         Ok(decoder) => {
-            let hashing = HashingReader::new(decoder, layer.diff_id.hasher());
+            let decoded = decoder.on_thread().map_err(|e| Error::io("(thread)", e))?;
+            let hashing = HashingReader::new(decoded, layer.diff_id.hasher());
             let mut reader = tar::Reader::new(hashing, limits);
             let mut tar_failure = None;
             loop {

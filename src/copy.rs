@@ -11,6 +11,8 @@
 //! as for a bundle.
 
 use std::io::{self, Read, Write};
+
+use futures_util::{StreamExt, TryStreamExt};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -251,6 +253,7 @@ impl Copy {
             self.put_bytes(&config_digest, config.clone()).await?;
         }
         let mut recompressed = Vec::new();
+        let mut uploads = Vec::new();
         for (i, layer) in parsed.layers.iter().enumerate() {
             let digest = Digest::parse(&layer.digest)?;
             let check = diff_ids
@@ -285,8 +288,28 @@ impl Copy {
             if self.present(&digest).await? {
                 continue;
             }
+            if let Dest::Registry { registry, .. } = &self.dest {
+                // Uploads go on together (each checks its layer on a core
+                // of its own), as many as the registry is given jobs.
+                uploads.push(push_layer(
+                    registry.clone(),
+                    self.source.clone(),
+                    digest,
+                    layer.size,
+                    check,
+                ));
+                continue;
+            }
             self.blob(&digest, layer.size, check).await?;
         }
+        let jobs = match &self.dest {
+            Dest::Registry { registry, .. } => registry.jobs(),
+            Dest::Layout(_) => 1,
+        };
+        futures_util::stream::iter(uploads)
+            .buffer_unordered(jobs.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
         let manifest = if recompressed.is_empty() {
             manifest.clone()
         } else {
@@ -409,26 +432,6 @@ impl Copy {
     }
 
     async fn blob(&mut self, digest: &Digest, size: u64, check: Option<LayerCheck>) -> Result<()> {
-        if let Dest::Registry { registry, .. } = &self.dest {
-            // Each attempt of the upload reads the blob afresh, checked
-            // again; the check's own error is kept to be reported.
-            let failure = Arc::new(Mutex::new(None));
-            let (source, handle) = (self.source.clone(), tokio::runtime::Handle::current());
-            let (d, slot) = (digest.clone(), failure.clone());
-            let open = move || -> Result<Box<dyn Read + Send>> {
-                let reader = handle.block_on(source.open_blob("layer", &d, size))?;
-                Ok(match check.clone() {
-                    Some(check) => Box::new(Withheld::start(reader, &d, check, slot.clone())?),
-                    None => Box::new(reader),
-                })
-            };
-            let pushed = registry.push_blob(digest, size, open).await;
-            let check_failure = failure.lock().ok().and_then(|mut f| f.take());
-            return match (pushed, check_failure) {
-                (Err(_), Some(e)) => Err(e),
-                (pushed, _) => pushed,
-            };
-        }
         let mut reader = self.source.open_blob("layer", digest, size).await?;
         // The writer moves to a blocking thread and back.
         let mut dest = match &mut self.dest {
@@ -467,6 +470,34 @@ impl Copy {
                 Ok(())
             }
         }
+    }
+}
+
+/// Upload one layer blob to `registry`, read from `source`. Each attempt
+/// of the upload reads the blob afresh, checked again; the check's own
+/// error is kept to be reported.
+async fn push_layer(
+    registry: crate::registry::Registry,
+    source: Arc<Source>,
+    digest: Digest,
+    size: u64,
+    check: Option<LayerCheck>,
+) -> Result<()> {
+    let failure = Arc::new(Mutex::new(None));
+    let handle = tokio::runtime::Handle::current();
+    let (d, slot) = (digest.clone(), failure.clone());
+    let open = move || -> Result<Box<dyn Read + Send>> {
+        let reader = handle.block_on(source.open_blob("layer", &d, size))?;
+        Ok(match check.clone() {
+            Some(check) => Box::new(Withheld::start(reader, &d, check, slot.clone())?),
+            None => Box::new(reader),
+        })
+    };
+    let pushed = registry.push_blob(&digest, size, open).await;
+    let check_failure = failure.lock().ok().and_then(|mut f| f.take());
+    match (pushed, check_failure) {
+        (Err(_), Some(e)) => Err(e),
+        (pushed, _) => pushed,
     }
 }
 

@@ -142,6 +142,84 @@ impl LayerDecoder {
     pub fn classify(&self, err: io::Error) -> crate::Error {
         classify_read_error(err, &self.digest, self.compression)
     }
+
+    /// Decompress on a thread of its own, a few chunks ahead of the
+    /// reader, so that whoever parses and hashes the stream works on the
+    /// other core meanwhile.
+    pub(crate) fn on_thread(self) -> io::Result<Decoded> {
+        let (digest, compression) = (self.digest.clone(), self.compression);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(AHEAD);
+        let mut decoder = self;
+        std::thread::Builder::new()
+            .name("layer-decode".into())
+            .spawn(move || {
+                loop {
+                    let mut chunk = vec![0u8; 256 * 1024];
+                    let sent = match decoder.read(&mut chunk) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            chunk.truncate(n);
+                            tx.send(Ok(chunk))
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    // The reader went away: stop.
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Decoded {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+            digest,
+            compression,
+        })
+    }
+}
+
+/// Chunks a [`LayerDecoder::on_thread`] decodes ahead (× 256 KiB).
+const AHEAD: usize = 16;
+
+/// A layer decompressed on another thread, as a stream.
+pub(crate) struct Decoded {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    digest: String,
+    compression: Compression,
+}
+
+impl Decoded {
+    /// See [`LayerDecoder::classify`].
+    pub(crate) fn classify(&self, err: io::Error) -> crate::Error {
+        classify_read_error(err, &self.digest, self.compression)
+    }
+}
+
+impl Read for Decoded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The decoder ended the stream.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// The decompressed stream, failing as soon as it passes the size limit.
