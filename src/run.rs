@@ -168,6 +168,7 @@ pub async fn prepare(name: &ImageName, opts: &RunOptions, pull: &PullOptions) ->
         }
         crate::bundle::Rootfs::Copy => None,
     };
+    sweep_killed_runs(&opts.runtime);
     let scratch = Scratch::create(&opts.runtime, id, store)?;
     let bundle = scratch.bundle();
     let (source, image) = crate::resolve(name, pull).await?;
@@ -478,6 +479,63 @@ struct Scratch {
     _held: Option<crate::leftovers::Held>,
 }
 
+/// The file in a run's directory naming its container.
+const ID_FILE: &str = "container-id";
+
+/// A run's directory younger than this is left alone by sweepers: it may
+/// be one that has not taken its lock yet.
+const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs killed outright (SIGKILL) leave their directory in `$TMPDIR`,
+/// maybe a mounted rootfs, and a container the runtime still runs. A
+/// directory no live run holds (its lock is free), of this user, is
+/// cleared: the container deleted, the rootfs unmounted, the directory
+/// removed.
+fn sweep_killed_runs(runtime: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let young = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_none_or(|age| age < SWEEP_AFTER);
+        if !meta.is_dir() || meta.uid() != euid || young {
+            continue;
+        }
+        let Some(_held) = crate::leftovers::try_hold_dir(&path) else {
+            continue;
+        };
+        if let Ok(id) = std::fs::read_to_string(path.join(ID_FILE)) {
+            let _ = std::process::Command::new(runtime)
+                .args(["delete", "--force", id.trim()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let rootfs = path.join("bundle").join("rootfs");
+        if crate::store::is_mountpoint(&rootfs) && crate::store::unmount(&rootfs).is_err() {
+            continue;
+        }
+        tracing::info!(
+            "removing {}, left by a run that was killed",
+            escape::path(&path)
+        );
+        let _ = crate::fsroot::remove_all(&path);
+    }
+}
+
 impl Scratch {
     fn create(runtime: &str, id: String, store: Option<crate::store::Store>) -> Result<Scratch> {
         use std::os::unix::fs::DirBuilderExt;
@@ -493,6 +551,9 @@ impl Scratch {
             .create(&dir)
             .map_err(|e| Error::io(&dir, e))?;
         let held = crate::leftovers::try_hold_dir(&dir);
+        // For whoever sweeps this directory if we are killed outright.
+        let id_file = dir.join(ID_FILE);
+        std::fs::write(&id_file, &id).map_err(|e| Error::io(&id_file, e))?;
         Ok(Scratch {
             dir,
             runtime: runtime.to_owned(),

@@ -403,3 +403,52 @@ fn runs_are_overlays_of_the_store_and_leave_it_as_it_was() {
         text(&info.stdout)
     );
 }
+
+#[test]
+fn what_a_killed_run_left_is_cleared_by_the_next() {
+    let f = fixture();
+    let name = unique_name();
+    let mut child = f
+        .command(&["--name", &name], &["sleep", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = || {
+        Command::new("runc")
+            .args(["state", &name])
+            .output()
+            .is_ok_and(|o| o.status.success() && text(&o.stdout).contains("\"running\""))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Killed outright: its directory and its container are left.
+    let left = |prefix: &str| {
+        std::fs::read_dir(f.tmp.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(prefix)
+            })
+            .count()
+    };
+    assert_eq!(left("occystrap-run-"), 1);
+    assert!(running(), "the container outlived its occystrap");
+    // Past the grace a directory being made gets, the next run clears it.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    expect(&f.run(&[], &["true"], None), 0, "");
+    assert!(!running());
+    assert_eq!(left("occystrap-run-"), 0);
+}
