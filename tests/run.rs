@@ -452,3 +452,27 @@ fn what_a_killed_run_left_is_cleared_by_the_next() {
     assert!(!running());
     assert_eq!(left("occystrap-run-"), 0);
 }
+
+#[test]
+fn twenty_runs_at_once_share_one_store() {
+    let f = fixture();
+    let store = f.tmp.path().join("store");
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            f.command(&[], &["sh", "-c", &format!("echo {i} > /mine; cat /mine")])
+                .env("OCCYSTRAP_STORE", &store)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        expect(&out, 0, &format!("{i}\n"));
+    }
+    f.assert_clean();
+    let layers = std::fs::read_dir(store.join("layers")).unwrap().count();
+    assert_eq!(layers, 2, "each layer stored once");
+}
