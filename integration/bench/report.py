@@ -37,6 +37,16 @@ TOOLS = {
         "bundle",
         "occystrap-bundle-overlay-warm",
     ),
+    "occystrap-bundle-overlay-cold": (
+        "occystrap bundle --rootfs overlay, empty store",
+        "bundle",
+        "occystrap-bundle",
+    ),
+    "containerd-snapshot-warm": (
+        "ctr snapshots prepare + mount (containerd 1.6, image unpacked)",
+        "bundle",
+        "occystrap-bundle-overlay-warm",
+    ),
     "occystrap-run-warm": ("occystrap run IMAGE -- true, layers stored", "run", "occystrap-run-warm"),
     "docker-run-warm": ("docker run --rm IMAGE true, image loaded", "run", "occystrap-run-warm"),
     "occystrap-check": ("occystrap check (every layer verified and parsed)", "report", "occystrap-export"),
@@ -75,6 +85,13 @@ RATIO_TARGETS = [
     ("copy → docker-daemon ≤ 1 × export + docker load", "occystrap-copy-engine", "export-docker-load", 1.0),
     ("check ≤ 1 × export", "occystrap-check", "occystrap-export", 1.0),
     ("run -- true < 1 × docker run --rm", "occystrap-run-warm", "docker-run-warm", 1.0),
+    (
+        "warm overlay bundle ≤ 2 × containerd snapshot prepare + mount",
+        "occystrap-bundle-overlay-warm",
+        "containerd-snapshot-warm",
+        2.0,
+    ),
+    ("cold bundle through the store ≤ 1.1 × cold copy bundle", "occystrap-bundle-overlay-cold", "occystrap-bundle", 1.1),
     ("search < 1 × export", "occystrap-search", "occystrap-export", 1.0),
 ]
 RSS_LIMIT_KIB = 64 * 1024

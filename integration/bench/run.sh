@@ -12,7 +12,7 @@ repo_root=$(cd "$here/../.." && pwd)
 BENCH_RUNS=${BENCH_RUNS:-3}
 BENCH_BIG_RUNS=${BENCH_BIG_RUNS:-3}
 BENCH_IMAGES=${BENCH_IMAGES:-debian big}
-BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link occystrap-bundle-archive occystrap-bundle-oci occystrap-copy-oci skopeo-oci occystrap-copy-registry skopeo-copy-registry occystrap-copy-engine export-docker-load occystrap-check occystrap-search occystrap-bundle-overlay-warm occystrap-run-warm docker-run-warm}
+BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link occystrap-bundle-archive occystrap-bundle-oci occystrap-copy-oci skopeo-oci occystrap-copy-registry skopeo-copy-registry occystrap-copy-engine export-docker-load occystrap-check occystrap-search occystrap-bundle-overlay-warm occystrap-run-warm docker-run-warm occystrap-bundle-overlay-cold containerd-snapshot-warm}
 BENCH_LINK=${BENCH_LINK:-1gbit}
 BENCH_RESULTS=${BENCH_RESULTS:-$here/RESULTS.md}
 BENCH_PY_OCCYSTRAP=${BENCH_PY_OCCYSTRAP:-occystrap}
@@ -91,6 +91,9 @@ setup_python_occystrap() {
 # The engine rows need a Docker engine: start Debian's dockerd if none
 # answers (the tests do the same).
 ensure_engine() {
+    case " $BENCH_TOOLS " in
+        *" containerd-snapshot-warm "*) ensure_tools containerd:containerd ctr:containerd ;;
+    esac
     case " $BENCH_TOOLS " in
         *" occystrap-copy-engine "* | *" export-docker-load "* | *" docker-run-warm "*) ;;
         *) return 0 ;;
@@ -227,6 +230,16 @@ run_tool() {
             local status=$?
             "$OCC" --store "$work/store" remove "$work/first" "$work/bundle" 2>/dev/null
             return $status ;;
+        occystrap-bundle-overlay-cold)
+            # An empty store: every layer unpacked into it, then mounted.
+            timed "$t" "$OCC" "${cache_args[@]}" --store "$work/store" bundle --rootfs overlay \
+                "$ref" "$work/bundle"
+            local status=$?
+            "$OCC" --store "$work/store" remove "$work/bundle" 2>/dev/null
+            return $status ;;
+        containerd-snapshot-warm)
+            containerd_snapshot "$ref" "$work"
+            return $? ;;
         occystrap-run-warm)
             "$OCC" "${cache_args[@]}" --store "$work/store" run "$ref" -- true && settle &&
                 timed "$t" "$OCC" "${cache_args[@]}" --store "$work/store" run "$ref" -- true ;;
@@ -266,6 +279,45 @@ run_tool() {
             timed "$t" bash "$here/naive-pull.sh" "$REGISTRY" "bench/$name" latest "$work/rootfs" ;;
         *) die "unknown tool $tool" ;;
     esac
+}
+
+# containerd's warm path, as the issue's bar: a private containerd (root
+# and state in $2) pulls and unpacks the image into its overlayfs
+# snapshotter, untimed; timed is one new writable snapshot of it,
+# prepared and mounted (`ctr snapshots prepare --target`).
+containerd_snapshot() {
+    local ref=$1 work=$2 dir=$2/containerd status
+    mkdir -p "$dir"
+    cat >"$dir/config.toml" <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$dir/sock"
+TOML
+    containerd --config "$dir/config.toml" >"$dir/log" 2>&1 &
+    local pid=$! _
+    for _ in $(seq 100); do [ -S "$dir/sock" ] && break; sleep 0.1; done
+    local ctr=(ctr -a "$dir/sock")
+    # The top layer's chain ID names the committed snapshot to start from.
+    local chain="" diff
+    for diff in $("$OCC" --format json inspect "$ref" | python3 -c \
+        'import json,sys; print(" ".join(l["diffID"] for l in json.load(sys.stdin)["layers"]))'); do
+        if [ -z "$chain" ]; then chain=$diff; else
+            chain="sha256:$(printf '%s %s' "$chain" "$diff" | sha256sum | cut -d' ' -f1)"
+        fi
+    done
+    mkdir -p "$work/rootfs"
+    "${ctr[@]}" images pull --plain-http "$ref" >/dev/null && settle &&
+        timed "$work/time" sh -c 'eval "$("$@")"' prepare-and-mount \
+            "${ctr[@]}" snapshots prepare --target "$work/rootfs" bench-rw "$chain"
+    status=$?
+    umount "$work/rootfs" 2>/dev/null
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    umount -R "$dir/root" 2>/dev/null
+    return $status
 }
 
 # The loopback registry costs next to nothing to download from, which
