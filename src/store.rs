@@ -252,7 +252,16 @@ impl Store {
             unpack::apply_layer(&root, reader, opts)
         } else {
             let scratch = Scratch::new(&self.root.join(SCRATCH))?;
-            let mount = Overlay::mount(&scratch.mountpoint, lowers, staged.path(), &scratch.work)?;
+            // `volatile`: no sync of the upper at unmount. A stored layer
+            // is as durable as a copy bundle's files (neither is synced),
+            // and the sync cost more than the unpacking.
+            let mount = Overlay::mount_with(
+                &scratch.mountpoint,
+                lowers,
+                staged.path(),
+                &scratch.work,
+                ",volatile",
+            )?;
             let root = RootDir::open(&mount.target).map_err(|e| Error::io(&mount.target, e))?;
             let applied = unpack::apply_layer(&root, reader, opts);
             drop(root);
@@ -447,6 +456,17 @@ impl Overlay {
     /// Mount at `target` an overlay of `lowers` (lowest first) with
     /// `upper` and `work` (an empty directory on the upper's filesystem).
     pub fn mount(target: &Path, lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<Overlay> {
+        Overlay::mount_with(target, lowers, upper, work, "")
+    }
+
+    /// [`Overlay::mount`] with more options (`,`-separated).
+    fn mount_with(
+        target: &Path,
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        extra: &str,
+    ) -> Result<Overlay> {
         let open = |p: &Path| -> Result<OwnedFd> {
             nix::fcntl::open(
                 p,
@@ -466,7 +486,7 @@ impl Overlay {
         let name = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
         let lowerdir: Vec<String> = lower_fds.iter().map(name).collect();
         let data = format!(
-            "lowerdir={},upperdir={},workdir={},{OVERLAY_OPTIONS}",
+            "lowerdir={},upperdir={},workdir={},{OVERLAY_OPTIONS}{extra}",
             lowerdir.join(":"),
             name(&upper_fd),
             name(&work_fd)
