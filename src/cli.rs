@@ -16,8 +16,9 @@ pub enum Format {
     Json,
 }
 
-/// Turn container images in any registry into OCI runtime bundles,
-/// docker-load tarballs and image directories.
+/// Turn container images (registries, docker-save tarballs, OCI layouts,
+/// the local engine) into OCI runtime bundles, docker-load tarballs,
+/// copies, runs and image directories.
 #[derive(Debug, Parser)]
 #[command(name = "occystrap", version, about, max_term_width = 100)]
 pub struct Cli {
