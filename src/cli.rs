@@ -388,9 +388,11 @@ pub struct BundleArgs {
     pub no_tty: bool,
     /// rootfs/ as a copy of the layers, or an overlay mount of the layer
     /// store's (root only; `occystrap remove` unmounts); `auto`: overlay as
-    /// root, else copy
-    #[arg(long, value_name = "copy|overlay|auto", default_value = "copy",
-          value_parser = ["copy", "overlay", "auto"])]
+    /// root, else copy; `store-copy`: a copy (reflinked where the
+    /// filesystem can) of the store's layers, independent of the store
+    /// after (root only)
+    #[arg(long, value_name = "copy|overlay|auto|store-copy", default_value = "copy",
+          value_parser = ["copy", "overlay", "auto", "store-copy"])]
     pub rootfs: String,
     #[command(flatten)]
     pub container: ContainerArgs,

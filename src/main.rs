@@ -322,6 +322,12 @@ async fn make_bundle(
             ));
         }
         "overlay" => Rootfs::Overlay(layer_store(global)?),
+        "store-copy" if !root => {
+            return Err(Error::Usage(
+                "--rootfs store-copy: read-only overlay mounts of the layer store need root; --rootfs copy works as any user".into(),
+            ));
+        }
+        "store-copy" => Rootfs::StoreCopy(layer_store(global)?),
         // Stored layers are unfiltered: an --exclude bundle is a copy.
         "auto" if root && filter.is_empty() => Rootfs::Auto(layer_store(global)?),
         _ => Rootfs::Copy,

@@ -166,7 +166,7 @@ pub async fn prepare(name: &ImageName, opts: &RunOptions, pull: &PullOptions) ->
         crate::bundle::Rootfs::Overlay(store) | crate::bundle::Rootfs::Auto(store) => {
             Some(store.clone())
         }
-        crate::bundle::Rootfs::Copy => None,
+        crate::bundle::Rootfs::Copy | crate::bundle::Rootfs::StoreCopy(_) => None,
     };
     sweep_killed_runs(&opts.runtime);
     let scratch = Scratch::create(&opts.runtime, id, store)?;

@@ -357,3 +357,148 @@ fn what_a_killed_run_left_is_swept_not_trusted() {
         s(&dir.path().join("a")),
     ]));
 }
+
+#[test]
+fn a_store_copy_rootfs_is_the_copy_rootfs_and_needs_the_store_no_more() {
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+
+    let copy = dir.path().join("copy");
+    bundle_with(&store, &reference, &copy, "copy");
+    let made = dir.path().join("made");
+    bundle_with(&store, &reference, &made, "store-copy");
+
+    let expected = snapshot(&copy.join("rootfs"));
+    let got = snapshot(&made.join("rootfs"));
+    let keys: std::collections::BTreeSet<_> = expected.keys().chain(got.keys()).collect();
+    let differences: Vec<String> = keys
+        .into_iter()
+        .filter(|k| expected.get(*k) != got.get(*k))
+        .map(|k| {
+            format!(
+                "{k}:\n  copy       {:?}\n  store-copy {:?}",
+                expected.get(k),
+                got.get(k)
+            )
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "trees differ:\n{}",
+        differences.join("\n")
+    );
+    assert_eq!(got["upper-link"].link_group, got["lower-target"].link_group);
+    assert_eq!(
+        std::fs::read(made.join("config.json")).unwrap(),
+        std::fs::read(copy.join("config.json")).unwrap()
+    );
+    assert!(
+        mounts_under(dir.path()).is_empty(),
+        "{:?}",
+        mounts_under(dir.path())
+    );
+    assert!(!made.join(".overlay").exists());
+    // The root directory too: its mode and owner are the copy's.
+    let root_of = |b: &Path| {
+        let md = std::fs::metadata(b.join("rootfs")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        (md.mode(), md.uid(), md.gid())
+    };
+    assert_eq!(root_of(&made), root_of(&copy));
+
+    // No bundle leases the layers: prune frees them all, and the copy
+    // is still whole.
+    let pruned = occystrap(&["--store", s(&store), "store", "prune"]);
+    ok(&pruned);
+    assert!(
+        String::from_utf8_lossy(&pruned.stdout).contains("removed 3 layers"),
+        "{}",
+        String::from_utf8_lossy(&pruned.stdout)
+    );
+    assert_eq!(
+        std::fs::read(made.join("rootfs/data/kept")).unwrap(),
+        b"kept\n"
+    );
+    assert!(snapshot(&made.join("rootfs")) == got);
+
+    // runc starts it as it is.
+    let out = Command::new("runc")
+        .args([
+            "run",
+            &format!("occystrap-store-copy-{}", std::process::id()),
+        ])
+        .current_dir(&made)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "kept\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(&occystrap(&["--store", s(&store), "remove", s(&made)]));
+    assert!(!made.exists());
+}
+
+#[test]
+fn a_failed_store_copy_names_what_failed_and_leaves_nothing() {
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // A `cp` that fails as a full disk would, with a name to escape.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("cp");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nprintf 'cp: no space left \\033[31m\\n' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", s(&bin), std::env::var("PATH").unwrap_or_default());
+
+    let made = dir.path().join("made");
+    let out = common::cli::command()
+        .env("PATH", path)
+        .args(["--store", s(&store), "bundle", "--rootfs", "store-copy"])
+        .args([reference.as_str(), s(&made)])
+        .output()
+        .unwrap();
+    fails_with(&out, 5, "cp: no space left \\x1b[31m");
+    assert!(!made.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["bin", "store"].map(String::from).into()
+    );
+    assert!(
+        mounts_under(dir.path()).is_empty(),
+        "{:?}",
+        mounts_under(dir.path())
+    );
+    common::cli::assert_empty(&store.join("scratch"));
+    common::cli::assert_empty(&store.join("leases"));
+
+    // --exclude changes the layers: refused, as for overlay.
+    let out = occystrap(&[
+        "--store",
+        s(&store),
+        "bundle",
+        "--rootfs",
+        "store-copy",
+        "--exclude",
+        "data",
+        &reference,
+        s(&made),
+    ]);
+    fails_with(&out, 2, "--rootfs copy");
+    assert!(!made.exists());
+}

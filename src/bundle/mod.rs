@@ -35,6 +35,11 @@ pub enum Rootfs {
     /// An overlay if one can be mounted here, else a copy (with a
     /// warning saying why).
     Auto(Store),
+    /// A copy of the image's layers in this store: a read-only overlay of
+    /// them copied with `cp -a --reflink=auto` (shared blocks on XFS and
+    /// btrfs, a plain copy elsewhere). The bundle does not use the store
+    /// after: it holds no lease and no mount.
+    StoreCopy(Store),
 }
 
 /// How to build a bundle.
@@ -92,13 +97,32 @@ pub async fn create(
         limits: source.layer_limits(),
         ..opts.unpack.clone()
     };
+    // Stored layers are the image's own, shared by every bundle.
+    if !matches!(opts.rootfs, Rootfs::Copy) && !opts.unpack.filter.is_empty() {
+        return Err(Error::Usage(
+            "--exclude changes the layers, and stored layers are shared: use it with --rootfs copy"
+                .into(),
+        ));
+    }
+    if let Rootfs::StoreCopy(store) = &opts.rootfs {
+        let target = absolute(dir)?;
+        // Ended when this returns: the copy does not use the store after,
+        // but `prune` must not free its layers while it is being made.
+        let _lease = Lease {
+            store,
+            bundle: &target,
+            kept: false,
+        };
+        let (lowers, _held) = store
+            .ensure(source, image, &target, &unpack_opts, progress)
+            .await?;
+        store.copy_merged(&lowers, &rootfs, &dir.join("rootfs"))?;
+        let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
+        write_config(&root, image, opts, staged.path())?;
+        drop(root);
+        return staged.commit();
+    }
     if let Rootfs::Overlay(store) | Rootfs::Auto(store) = &opts.rootfs {
-        // Stored layers are the image's own, shared by every bundle.
-        if !opts.unpack.filter.is_empty() {
-            return Err(Error::Usage(
-                "--exclude changes the layers, and stored layers are shared: use it with --rootfs copy".into(),
-            ));
-        }
         let target = absolute(dir)?;
         let lease = Lease {
             store,
