@@ -116,7 +116,11 @@ pub async fn create(
         let (lowers, _held) = store
             .ensure(source, image, &target, &unpack_opts, progress)
             .await?;
-        store.copy_merged(&lowers, &rootfs, &dir.join("rootfs"))?;
+        // cp takes as long as the image is big: not on the async runtime.
+        let (copier, into, named) = (store.clone(), rootfs.clone(), dir.join("rootfs"));
+        tokio::task::spawn_blocking(move || copier.copy_merged(&lowers, &into, &named))
+            .await
+            .map_err(|e| Error::Usage(format!("internal error: the copy failed: {e}")))??;
         let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
         write_config(&root, image, opts, staged.path())?;
         drop(root);
