@@ -372,28 +372,17 @@ fn copy_content<R: Read>(
     reader: &mut crate::tar::Reader<R>,
     out: &mut impl Write,
 ) -> std::result::Result<u64, CopyError> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // What our reader refused, or a failure of the stream under it.
-            Err(e) if e.get_ref().is_some_and(|inner| inner.is::<TarError>()) => {
-                let tar = e
-                    .into_inner()
-                    .and_then(|inner| inner.downcast::<TarError>().ok());
-                return Err(tar.map_or_else(
-                    || CopyError::Read(io::Error::other("the layer could not be read")),
-                    |tar| CopyError::Tar(*tar),
-                ));
-            }
-            Err(e) => return Err(CopyError::Read(e)),
-        };
-        out.write_all(&buf[..n]).map_err(CopyError::Write)?;
-        total += n as u64;
-    }
+    crate::export::docker_save::copy(reader, out).map_err(|e| match e {
+        // What our reader refused, or a failure of the stream under it.
+        CopyError::Read(e) if e.get_ref().is_some_and(|inner| inner.is::<TarError>()) => e
+            .into_inner()
+            .and_then(|inner| inner.downcast::<TarError>().ok())
+            .map_or_else(
+                || CopyError::Read(io::Error::other("the layer could not be read")),
+                |tar| CopyError::Tar(*tar),
+            ),
+        other => other,
+    })
 }
 
 /// Hashes what is written through it.

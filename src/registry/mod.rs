@@ -374,27 +374,6 @@ impl Registry {
         })
     }
 
-    /// Fetch a small blob (an image config) into memory, verified.
-    pub async fn blob_bytes(
-        &self,
-        what: &'static str,
-        digest: &Digest,
-        size: u64,
-        limit: u64,
-    ) -> Result<Vec<u8>> {
-        crate::digest::within_limit(what, digest, size, limit)?;
-        let mut reader = self.open_blob(what, digest, size).await?;
-        tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(size as usize);
-            reader
-                .read_to_end(&mut out)
-                .map_err(|e| reader.classify(e))?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::Usage(format!("internal error: {e}")))?
-    }
-
     /// Open a blob as a blocking reader that verifies size and digest as
     /// it streams. Read it from a blocking thread (`spawn_blocking`).
     pub async fn open_blob(

@@ -152,14 +152,16 @@ impl Source {
         size: u64,
         limit: u64,
     ) -> Result<Vec<u8>> {
-        if let Source::Registry(r) = self {
-            return r.blob_bytes(what, digest, size, limit).await;
-        }
         crate::digest::within_limit(what, digest, size, limit)?;
         let mut reader = self.open_blob(what, digest, size).await?;
-        let mut out = Vec::with_capacity(size as usize);
-        std::io::Read::read_to_end(&mut reader, &mut out).map_err(|e| reader.classify(e))?;
-        Ok(out)
+        // A download blocks on the runtime: read it from a blocking thread.
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(size as usize);
+            std::io::Read::read_to_end(&mut reader, &mut out).map_err(|e| reader.classify(e))?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::Usage(format!("internal error: {e}")))?
     }
 
     /// Open a blob as a blocking reader that verifies size and digest as
