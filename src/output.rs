@@ -98,11 +98,17 @@ impl Staged {
                 .mode(mode)
                 .create(&staged.tmp)
                 .map_err(|e| Error::io(&staged.tmp, e))?;
-            let handle = File::options()
+            // A sweeper beside us may remove the directory before it is
+            // opened and locked: then start over under a new name.
+            let handle = match File::options()
                 .read(true)
                 .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
                 .open(&staged.tmp)
-                .map_err(|e| Error::io(&staged.tmp, e))?;
+            {
+                Ok(handle) => handle,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&staged.tmp, e)),
+            };
             if staged.hold(handle)? {
                 return Ok(staged);
             }
@@ -313,6 +319,30 @@ mod tests {
             fs::create_dir(d.path().join("rootfs")).unwrap();
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn outputs_are_staged_while_another_process_sweeps_beside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            // Another thread's open file description conflicts with our
+            // locks as another process's would.
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    leftovers::sweep(dir.path(), leftovers::is_staged_name);
+                }
+            });
+            for i in 0..3000 {
+                let made = Staged::dir(&dir.path().join(format!("b{i}")), false)
+                    .and_then(|d| Staged::file(&dir.path().join(format!("f{i}"))).map(|f| (d, f)));
+                if let Err(e) = made {
+                    done.store(true, std::sync::atomic::Ordering::Relaxed);
+                    panic!("attempt {i}: {e}");
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 
     #[test]
