@@ -158,6 +158,8 @@ pub enum Command {
         #[command(flatten)]
         bundle: BundleArgs,
         #[command(flatten)]
+        rootfs: RootfsArg,
+        #[command(flatten)]
         filter: FilterArgs,
         /// Command and arguments to run instead of the image's Entrypoint + Cmd
         #[arg(last = true)]
@@ -254,6 +256,18 @@ pub enum Command {
     /// fetch-to-oci [REGISTRY] IMAGE TAG DIR: the original form of `bundle`
     #[command(name = "fetch-to-oci")]
     FetchToOci {
+        /// [REGISTRY] IMAGE TAG DIR
+        #[arg(num_args = 3..=4, value_names = ["REGISTRY", "IMAGE", "TAG", "DIR"], required = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        bundle: BundleArgs,
+        #[command(flatten)]
+        rootfs: RootfsArg,
+    },
+    /// fetch-to-mounts [REGISTRY] IMAGE TAG DIR: the original form of
+    /// `bundle --rootfs overlay` (root only; `occystrap remove DIR` unmounts)
+    #[command(name = "fetch-to-mounts")]
+    FetchToMounts {
         /// [REGISTRY] IMAGE TAG DIR
         #[arg(num_args = 3..=4, value_names = ["REGISTRY", "IMAGE", "TAG", "DIR"], required = true)]
         args: Vec<String>,
@@ -374,7 +388,7 @@ pub fn run_profile() -> &'static str {
 /// The `--profile` of `bundle` when none is given.
 pub const BUNDLE_PROFILE: &str = "auto";
 
-/// Options of `bundle` and `fetch-to-oci`.
+/// Options of `bundle`, `fetch-to-oci` and `fetch-to-mounts`.
 #[derive(Debug, Args)]
 pub struct BundleArgs {
     /// Replace DIR if it exists (only once the new bundle is complete)
@@ -386,6 +400,13 @@ pub struct BundleArgs {
     /// Do not allocate a terminal (the default)
     #[arg(long)]
     pub no_tty: bool,
+    #[command(flatten)]
+    pub container: ContainerArgs,
+}
+
+/// How `bundle` and `fetch-to-oci` make rootfs/.
+#[derive(Debug, Args)]
+pub struct RootfsArg {
     /// rootfs/ as a copy of the layers, or an overlay mount of the layer
     /// store's (root only; `occystrap remove` unmounts); `auto`: overlay as
     /// root, else copy; `store-copy`: a copy (reflinked where the
@@ -394,8 +415,6 @@ pub struct BundleArgs {
     #[arg(long, value_name = "copy|overlay|auto|store-copy", default_value = "copy",
           value_parser = ["copy", "overlay", "auto", "store-copy"])]
     pub rootfs: String,
-    #[command(flatten)]
-    pub container: ContainerArgs,
 }
 
 /// What the container's process and root are, for `bundle`, `fetch-to-oci`

@@ -168,6 +168,7 @@ async fn run(cli: Cli, console: Arc<Console>, cancel: occystrap::Cancel) -> Resu
             reference,
             dir,
             bundle,
+            rootfs,
             filter,
             command,
         } => {
@@ -178,17 +179,20 @@ async fn run(cli: Cli, console: Arc<Console>, cancel: occystrap::Cancel) -> Resu
                 ));
             }
             let filter = make_filter(&filter)?;
-            let image =
-                make_bundle(&name, &dir, &bundle, filter, command, &cli.global, &opts).await?;
+            let how = (&bundle, rootfs.rootfs.as_str());
+            let image = make_bundle(&name, &dir, how, filter, command, &cli.global, &opts).await?;
             out.image(&image, &dir)?;
         }
-        Command::FetchToOci { args, bundle } => {
-            let (registry, image, tag, dir) = cli::legacy_args(&args);
-            let name = ImageName::Registry(ImageRef::from_parts(registry, image, tag)?);
-            let (filter, path) = (Filter::default(), Path::new(dir));
-            let image =
-                make_bundle(&name, path, &bundle, filter, Vec::new(), &cli.global, &opts).await?;
-            out.image(&image, Path::new(dir))?;
+        Command::FetchToOci {
+            args,
+            bundle,
+            rootfs,
+        } => {
+            let how = (&bundle, rootfs.rootfs.as_str());
+            legacy_bundle(&args, how, &cli.global, &opts, &out).await?;
+        }
+        Command::FetchToMounts { args, bundle } => {
+            legacy_bundle(&args, (&bundle, "overlay"), &cli.global, &opts, &out).await?;
         }
         Command::Extract {
             reference,
@@ -305,17 +309,35 @@ async fn make_extracted(
     occystrap::extract_image(name, dir, &extract, opts).await
 }
 
+/// `fetch-to-oci` and `fetch-to-mounts`: `bundle` in the original form.
+async fn legacy_bundle(
+    args: &[String],
+    how: (&BundleArgs, &str),
+    global: &Global,
+    opts: &PullOptions,
+    out: &Results,
+) -> Result<(), Error> {
+    let (registry, image, tag, dir) = cli::legacy_args(args);
+    let name = ImageName::Registry(ImageRef::from_parts(registry, image, tag)?);
+    let dir = Path::new(dir);
+    let image = make_bundle(&name, dir, how, Filter::default(), Vec::new(), global, opts).await?;
+    out.image(&image, dir)
+}
+
+/// A bundle at `dir`, with its rootfs made as `how.1` says
+/// (`copy`, `overlay`, `auto`, `store-copy`).
 async fn make_bundle(
     name: &ImageName,
     dir: &Path,
-    args: &BundleArgs,
+    how: (&BundleArgs, &str),
     filter: Filter,
     command: Vec<String>,
     global: &Global,
     opts: &PullOptions,
 ) -> Result<occystrap::ResolvedImage, Error> {
+    let (args, rootfs) = how;
     let root = nix::unistd::geteuid().is_root();
-    let rootfs = match args.rootfs.as_str() {
+    let rootfs = match rootfs {
         "overlay" if !root => {
             return Err(Error::Usage(
                 "--rootfs overlay: overlay mounts of the layer store need root; --rootfs copy works as any user".into(),

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -12,7 +13,7 @@ use common::busybox::busybox_image;
 use common::cli::{fails_with, occystrap, ok};
 use common::image::{ImageSpec, LayerSpec};
 use common::registry::Registry;
-use common::tree::snapshot;
+use common::tree::{Node, snapshot};
 
 /// Layers that exercise what overlay must get right: whiteouts of files
 /// and directories, an opaque directory, a hardlink to a lower file,
@@ -72,6 +73,31 @@ fn bundle_with(store: &Path, reference: &str, dir: &Path, rootfs: &str) {
     ]));
 }
 
+/// Assert that the tree at `root` is `expected` (a copy bundle's rootfs),
+/// naming every difference; the tree's snapshot.
+fn assert_same_tree(expected: &BTreeMap<String, Node>, root: &Path) -> BTreeMap<String, Node> {
+    let got = snapshot(root);
+    let keys: std::collections::BTreeSet<_> = expected.keys().chain(got.keys()).collect();
+    let differences: Vec<String> = keys
+        .into_iter()
+        .filter(|k| expected.get(*k) != got.get(*k))
+        .map(|k| {
+            format!(
+                "{k}:\n  copy {:?}\n  here {:?}",
+                expected.get(k),
+                got.get(k)
+            )
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "{}: trees differ:\n{}",
+        root.display(),
+        differences.join("\n")
+    );
+    got
+}
+
 #[test]
 fn an_overlay_rootfs_is_the_copy_rootfs_and_containers_keep_their_writes() {
     let registry = Registry::start();
@@ -89,24 +115,7 @@ fn an_overlay_rootfs_is_the_copy_rootfs_and_containers_keep_their_writes() {
 
     let expected = snapshot(&copy.join("rootfs"));
     for bundle in [&one, &two] {
-        let got = snapshot(&bundle.join("rootfs"));
-        let keys: std::collections::BTreeSet<_> = expected.keys().chain(got.keys()).collect();
-        let differences: Vec<String> = keys
-            .into_iter()
-            .filter(|k| expected.get(*k) != got.get(*k))
-            .map(|k| {
-                format!(
-                    "{k}:\n  copy    {:?}\n  overlay {:?}",
-                    expected.get(k),
-                    got.get(k)
-                )
-            })
-            .collect();
-        assert!(
-            differences.is_empty(),
-            "trees differ:\n{}",
-            differences.join("\n")
-        );
+        assert_same_tree(&expected, &bundle.join("rootfs"));
     }
     assert!(!expected.contains_key("data/gone") && !expected.contains_key("opaque/old"));
     assert_eq!(
@@ -251,6 +260,51 @@ fn a_second_overlay_bundle_unpacks_nothing_and_a_failed_one_leaves_nothing() {
 }
 
 #[test]
+fn fetch_to_mounts_is_the_original_form_of_an_overlay_bundle() {
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let copy = dir.path().join("copy");
+    bundle_with(
+        &store,
+        &registry.image_ref("test/store", "v1"),
+        &copy,
+        "copy",
+    );
+
+    let mounts = dir.path().join("mounts");
+    let legacy = |target: &Path, extra: &[&str]| {
+        let mut args = vec!["--store", s(&store), "fetch-to-mounts"];
+        args.extend(extra);
+        args.extend([registry.addr.as_str(), "test/store", "v1", s(target)]);
+        occystrap(&args)
+    };
+    ok(&legacy(&mounts, &[]));
+    let rootfs = mounts.join("rootfs");
+    assert!(
+        mounts_under(dir.path())
+            .iter()
+            .any(|m| m.contains(s(&rootfs)) && m.contains("overlay")),
+        "rootfs/ is an overlay mount: {:?}",
+        mounts_under(dir.path())
+    );
+    assert_same_tree(&snapshot(&copy.join("rootfs")), &rootfs);
+    assert_eq!(
+        std::fs::read(mounts.join("config.json")).unwrap(),
+        std::fs::read(copy.join("config.json")).unwrap()
+    );
+    // The rootfs is always an overlay here: --rootfs is bundle's.
+    fails_with(
+        &legacy(&dir.path().join("x"), &["--rootfs", "copy"]),
+        2,
+        "--rootfs",
+    );
+    ok(&occystrap(&["--store", s(&store), "remove", s(&mounts)]));
+    assert!(mounts_under(dir.path()).is_empty() && !mounts.exists());
+}
+
+#[test]
 fn concurrent_bundles_share_one_store_and_prune_keeps_their_layers() {
     let registry = Registry::start();
     registry.push_image("test/store", "v1", &image());
@@ -372,24 +426,7 @@ fn a_store_copy_rootfs_is_the_copy_rootfs_and_needs_the_store_no_more() {
     bundle_with(&store, &reference, &made, "store-copy");
 
     let expected = snapshot(&copy.join("rootfs"));
-    let got = snapshot(&made.join("rootfs"));
-    let keys: std::collections::BTreeSet<_> = expected.keys().chain(got.keys()).collect();
-    let differences: Vec<String> = keys
-        .into_iter()
-        .filter(|k| expected.get(*k) != got.get(*k))
-        .map(|k| {
-            format!(
-                "{k}:\n  copy       {:?}\n  store-copy {:?}",
-                expected.get(k),
-                got.get(k)
-            )
-        })
-        .collect();
-    assert!(
-        differences.is_empty(),
-        "trees differ:\n{}",
-        differences.join("\n")
-    );
+    let got = assert_same_tree(&expected, &made.join("rootfs"));
     assert_eq!(got["upper-link"].link_group, got["lower-target"].link_group);
     assert_eq!(
         std::fs::read(made.join("config.json")).unwrap(),
