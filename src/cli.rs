@@ -376,9 +376,10 @@ pub struct FilterArgs {
 }
 
 /// The `--profile` of `run` when none is given: what `docker run` gives,
-/// as root; otherwise (the docker profile maps no ids) a rootless one.
+/// as root; otherwise (the docker profile maps no ids, and a user
+/// namespace of one id has no `tty` group for devpts) a rootless one.
 pub fn run_profile() -> &'static str {
-    if nix::unistd::geteuid().is_root() {
+    if occystrap::userns::privileged() {
         occystrap::bundle::convert::DOCKER
     } else {
         "auto"

@@ -81,6 +81,7 @@ pub mod source;
 pub mod store;
 pub mod tar;
 pub mod unpack;
+pub mod userns;
 
 pub use error::{Error, Result};
 

@@ -41,12 +41,23 @@ fn exit_code(kind: ErrorKind) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Rootless `run`: root of a user namespace of one's own can mount the
+    // layer store's overlays. Before any thread exists, as the kernel asks.
+    let userns = match cli.command {
+        Command::Run { .. } if !nix::unistd::geteuid().is_root() => {
+            Some(occystrap::userns::enter())
+        }
+        _ => None,
+    };
     let mode = match cli.global.progress {
         ProgressMode::Auto if cli.global.quiet => ProgressMode::None,
         mode => mode,
     };
     let console = Console::new(mode);
     init_logging(&cli.global, &console);
+    if let Some(Err(e)) = userns {
+        tracing::debug!("no user namespace ({e}): the rootfs is a copy");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -340,7 +351,7 @@ async fn make_bundle(
     let rootfs = match rootfs {
         "overlay" if !root => {
             return Err(Error::Usage(
-                "--rootfs overlay: overlay mounts of the layer store need root; --rootfs copy works as any user".into(),
+                "--rootfs overlay: a bundle's overlay mount must outlive occystrap, which needs root (an unprivileged user's mounts end with its process); `occystrap run` uses the layer store rootless, and --rootfs copy works as any user".into(),
             ));
         }
         "overlay" => Rootfs::Overlay(layer_store(global)?),

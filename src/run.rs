@@ -156,8 +156,9 @@ pub async fn prepare(name: &ImageName, opts: &RunOptions, pull: &PullOptions) ->
         Some(id) => id.clone(),
         None => format!("occystrap-{}", random_hex()),
     };
-    // Another container of that name would be killed by our clean-up.
-    if runtime_knows(&opts.runtime, &id).await? {
+    // Another container of that name would be killed by our clean-up
+    // (only in the shared state root: an unprivileged run has its own).
+    if crate::userns::privileged() && runtime_knows(&opts.runtime, &id).await? {
         return Err(Error::Usage(format!(
             "a container named {id:?} already exists"
         )));
@@ -267,7 +268,7 @@ impl Prepared {
             self.set_terminal(false)?;
         }
         let log = self.scratch.dir.join("runtime.log");
-        let mut command = tokio::process::Command::new(&self.scratch.runtime);
+        let mut command = tokio::process::Command::from(self.scratch.runtime.command());
         command
             .arg("--log")
             .arg(&log)
@@ -291,7 +292,7 @@ impl Prepared {
         let mut child = command.spawn().map_err(|e| {
             Error::Usage(format!(
                 "cannot start the runtime {}: {e}",
-                self.scratch.runtime
+                self.scratch.runtime.program
             ))
         })?;
         let deadline = self.time_limit.map(|t| tokio::time::Instant::now() + t);
@@ -326,7 +327,7 @@ impl Prepared {
                 pending = None;
             }
         };
-        let status = status.map_err(|e| Error::io(&self.scratch.runtime, e))?;
+        let status = status.map_err(|e| Error::io(&self.scratch.runtime.program, e))?;
         if timed_out {
             return Ok(Exit::TimedOut);
         }
@@ -464,11 +465,56 @@ fn random_hex() -> String {
     hex::encode(bytes)
 }
 
+/// The OCI runtime and the state root it keeps the container in.
+#[derive(Debug)]
+struct Runtime {
+    program: String,
+    /// `--root`: none for privileged root (the runtime's default, where
+    /// `runc list` shows the container). An unprivileged runtime's default
+    /// (`$XDG_RUNTIME_DIR/runc`, else `/run/runc`) may not be writable, and
+    /// is not the same inside a user namespace, so there it is `state/` in
+    /// the run's own directory.
+    root: Option<PathBuf>,
+}
+
+/// The state root in a run's directory, when it has one.
+const STATE_DIR: &str = "state";
+
+impl Runtime {
+    /// The runtime of the run whose directory is `dir`.
+    fn of(program: &str, dir: &Path) -> Runtime {
+        let root = dir.join(STATE_DIR);
+        Runtime {
+            program: program.to_owned(),
+            root: root.is_dir().then_some(root),
+        }
+    }
+
+    /// `PROGRAM [--root ROOT]`, with no stdio unless the caller sets it.
+    fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.program);
+        if let Some(root) = &self.root {
+            command.arg("--root").arg(root);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    }
+
+    /// `delete --force ID`: kills the container if it still runs; fails
+    /// harmlessly if it is gone.
+    fn delete(&self, id: &str) {
+        let _ = self.command().args(["delete", "--force", id]).status();
+    }
+}
+
 /// The run's temporary directory and container, removed on drop.
 #[derive(Debug)]
 struct Scratch {
     dir: PathBuf,
-    runtime: String,
+    runtime: Runtime,
     id: String,
     /// The runtime was started: there may be a container to delete.
     started: bool,
@@ -517,12 +563,7 @@ fn sweep_killed_runs(runtime: &str) {
             continue;
         };
         if let Ok(id) = std::fs::read_to_string(path.join(ID_FILE)) {
-            let _ = std::process::Command::new(runtime)
-                .args(["delete", "--force", id.trim()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            Runtime::of(runtime, &path).delete(id.trim());
         }
         let rootfs = path.join("bundle").join("rootfs");
         if crate::store::is_mountpoint(&rootfs) && crate::store::unmount(&rootfs).is_err() {
@@ -554,9 +595,14 @@ impl Scratch {
         // For whoever sweeps this directory if we are killed outright.
         let id_file = dir.join(ID_FILE);
         std::fs::write(&id_file, &id).map_err(|e| Error::io(&id_file, e))?;
+        if !crate::userns::privileged() {
+            let state = dir.join(STATE_DIR);
+            std::fs::create_dir(&state).map_err(|e| Error::io(&state, e))?;
+        }
+        let runtime = Runtime::of(runtime, &dir);
         Ok(Scratch {
             dir,
-            runtime: runtime.to_owned(),
+            runtime,
             id,
             started: false,
             store,
@@ -570,11 +616,9 @@ impl Scratch {
 
     /// `runtime kill ID SIGNAL`; false if it failed (no container yet).
     async fn kill(&self, signal: Signal) -> bool {
-        tokio::process::Command::new(&self.runtime)
+        let mut command = tokio::process::Command::from(self.runtime.command());
+        command
             .args(["kill", &self.id, &(signal as i32).to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .status()
             .await
             .is_ok_and(|s| s.success())
@@ -584,13 +628,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if self.started {
-            // Kills it if it still runs; fails harmlessly if it is gone.
-            let _ = std::process::Command::new(&self.runtime)
-                .args(["delete", "--force", &self.id])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            self.runtime.delete(&self.id);
         }
         let bundle = self.bundle();
         if bundle.join("config.json").is_file()

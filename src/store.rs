@@ -24,7 +24,13 @@
 //! Several processes share a store: making a bundle holds a shared lock
 //! while it ensures the layers and records a lease (which bundle uses which
 //! layers); `prune` holds it exclusively, and frees only layers no live
-//! bundle leases. Root only: overlayfs with trusted xattrs needs it.
+//! bundle leases.
+//!
+//! Root stores overlayfs's metadata in `trusted.overlay.*` xattrs. An
+//! unprivileged user, as root of a user namespace of their own (see
+//! [`crate::userns`]), mounts with `userxattr` and gets `user.overlay.*`,
+//! every file their own. The two cannot read each other's layers, so a
+//! store records which kind it is and refuses the other.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -49,11 +55,15 @@ const LAYERS: &str = "layers";
 const LEASES: &str = "leases";
 const SCRATCH: &str = "scratch";
 const LOCK: &str = "lock";
+/// Which xattrs the store's layers keep overlayfs's metadata in.
+const XATTRS: &str = "xattrs";
 
 /// Overlay options for every mount: no index (each bundle's upper is its
 /// own), no redirects or metacopy (an upper directory stays a complete,
-/// self-contained record of its changes).
+/// self-contained record of its changes). `userxattr` implies the last two
+/// (and refuses `redirect_dir=off`, which may mean "follow").
 const OVERLAY_OPTIONS: &str = "index=off,redirect_dir=off,metacopy=off";
+const OVERLAY_OPTIONS_USER: &str = "index=off,userxattr";
 
 /// A layer store on this machine.
 #[derive(Debug, Clone)]
@@ -117,9 +127,48 @@ impl Store {
         let store = Store {
             root: root.to_path_buf(),
         };
+        store.check_kind()?;
         store.sweep_scratch();
         crate::leftovers::sweep(&root.join(LAYERS), crate::leftovers::is_staged_name);
         Ok(store)
+    }
+
+    /// Record which xattrs this store's layers use, or check that they are
+    /// the ones this process's overlay mounts use.
+    fn check_kind(&self) -> Result<()> {
+        let want = xattr_kind();
+        let path = self.root.join(XATTRS);
+        let have = match fs::read_to_string(&path) {
+            Ok(have) => have,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Layers stored before the kind was recorded are root's.
+                let stored = fs::read_dir(self.root.join(LAYERS))
+                    .map_err(|e| Error::io(self.root.join(LAYERS), e))?
+                    .next()
+                    .is_some();
+                let kind = if stored { "trusted" } else { want };
+                match File::options().write(true).create_new(true).open(&path) {
+                    Ok(mut file) => std::io::Write::write_all(&mut file, kind.as_bytes())
+                        .map_err(|e| Error::io(&path, e))?,
+                    // Another process recorded it meanwhile: read theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::io(&path, e)),
+                }
+                fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        match have.trim() {
+            have if have == want => Ok(()),
+            "trusted" => Err(Error::Usage(format!(
+                "{}: this layer store was made by root (trusted.overlay xattrs), which a user namespace cannot read; give this unprivileged process a store of its own (--store DIR)",
+                crate::escape::path(&self.root)
+            ))),
+            _ => Err(Error::Usage(format!(
+                "{}: this layer store was made by an unprivileged user (user.overlay xattrs, every file that user's), not an image's owners; give root another store (--store DIR)",
+                crate::escape::path(&self.root)
+            ))),
+        }
     }
 
     /// Scratch of processes that are gone: unmount (their overlay may still
@@ -574,10 +623,12 @@ impl Overlay {
             ),
             None => (String::new(), MsFlags::MS_RDONLY),
         };
-        let data = format!(
-            "lowerdir={}{upperdir},{OVERLAY_OPTIONS}{extra}",
-            lowerdir.join(":"),
-        );
+        let options = if xattr_kind() == "user" {
+            OVERLAY_OPTIONS_USER
+        } else {
+            OVERLAY_OPTIONS
+        };
+        let data = format!("lowerdir={}{upperdir},{options}{extra}", lowerdir.join(":"));
         nix::mount::mount(
             Some("overlay"),
             target,
@@ -589,7 +640,7 @@ impl Overlay {
             Error::io(
                 target,
                 std::io::Error::other(format!(
-                    "cannot mount an overlay of {} layers here ({e}); overlay needs root and a filesystem overlayfs accepts as upper (not overlayfs itself, not NFS)",
+                    "cannot mount an overlay of {} layers here ({e}); overlay needs root (or Linux 5.11 in a user namespace) and a filesystem overlayfs accepts as upper (not overlayfs itself, not NFS)",
                     lowers.len()
                 )),
             )
@@ -617,6 +668,15 @@ impl Drop for Overlay {
         if self.mounted {
             let _ = unmount(&self.target);
         }
+    }
+}
+
+/// `trusted` in the initial user namespace, else `user` (`userxattr`).
+fn xattr_kind() -> &'static str {
+    if crate::userns::initial() {
+        "trusted"
+    } else {
+        "user"
     }
 }
 

@@ -90,7 +90,8 @@ pub struct UnpackOptions {
     /// files (for forensic per-layer extraction).
     pub apply_whiteouts: bool,
     /// chown entries to the tar header's numeric uid/gid (default: true
-    /// when running as root).
+    /// when running as root over more ids than its own, see
+    /// [`crate::userns::privileged`]).
     pub preserve_owners: bool,
     /// Caps on entries and on the bytes they add up to.
     pub limits: tar::Limits,
@@ -103,7 +104,7 @@ impl Default for UnpackOptions {
     fn default() -> Self {
         UnpackOptions {
             apply_whiteouts: true,
-            preserve_owners: nix::unistd::geteuid().is_root(),
+            preserve_owners: crate::userns::privileged(),
             limits: tar::Limits::default(),
             filter: Default::default(),
         }
@@ -366,7 +367,7 @@ impl<'a> Applier<'a> {
         Applier {
             root,
             opts,
-            is_root: nix::unistd::geteuid().is_root(),
+            is_root: crate::userns::privileged(),
             added: HashSet::new(),
             added_ancestors: HashSet::new(),
             pending: Vec::new(),

@@ -539,3 +539,147 @@ fn a_failed_store_copy_names_what_failed_and_leaves_nothing() {
     fails_with(&out, 2, "--rootfs copy");
     assert!(!made.exists());
 }
+
+/// `command` as another user, running a copy of the binary they can reach.
+fn as_user(uid: u32, binary: &Path, args: &[&str], home: &Path) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let template = common::cli::command();
+    let mut command = Command::new(binary);
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command
+        .env("HOME", home)
+        .env("TMPDIR", home.join("tmp"))
+        .args(args)
+        .uid(uid)
+        .gid(uid)
+        .current_dir(home)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let nobody = 65534;
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join("tmp")).unwrap();
+    for d in [&home, &home.join("tmp")] {
+        std::os::unix::fs::chown(d, Some(nobody), Some(nobody)).unwrap();
+    }
+    let binary = dir.path().join("occystrap");
+    std::fs::copy(env!("CARGO_BIN_EXE_occystrap"), &binary).unwrap();
+    let store = home.join("store");
+    let script = "cat /data/kept; ls /data; ls /opaque; cat /was-file/inside; id -u; \
+                  ls -i /upper-link /lower-target";
+    let run = || {
+        as_user(
+            nobody,
+            &binary,
+            &[
+                "--store",
+                s(&store),
+                "run",
+                &reference,
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            &home,
+        )
+    };
+    for round in ["cold", "warm"] {
+        let out = run();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{round}: {stderr}");
+        assert!(
+            !stderr.contains("copy instead"),
+            "{round}: not an overlay: {stderr}"
+        );
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines[..6],
+            ["kept", "added", "kept", "new", "in", "0"][..],
+            "{round}: {stdout}"
+        );
+        let inode = |line: &str| line.split_whitespace().next().unwrap().to_string();
+        assert_eq!(
+            inode(lines[6]),
+            inode(lines[7]),
+            "{round}: one file: {stdout}"
+        );
+    }
+
+    // The layers are the user's, in overlayfs's user-namespace form.
+    assert_eq!(
+        std::fs::read_to_string(store.join("xattrs")).unwrap(),
+        "user"
+    );
+    let layers: Vec<_> = std::fs::read_dir(store.join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(layers.len(), 3, "{layers:?}");
+    let top = layers
+        .iter()
+        .find(|l| l.join("opaque/new").exists())
+        .expect("the top layer");
+    // A directory made anew over a lower file is opaque.
+    let opaque = std::ffi::CString::new(s(&top.join("was-file"))).unwrap();
+    let mut value = [0u8; 8];
+    // SAFETY: a NUL-terminated path, a name literal and a buffer of its length.
+    let got = unsafe {
+        libc::lgetxattr(
+            opaque.as_ptr(),
+            c"user.overlay.opaque".as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    assert_eq!(got, 1, "user.overlay.opaque on {}", top.display());
+    assert_eq!(value[0], b'y');
+    use std::os::unix::fs::FileTypeExt;
+    for removed in ["data/gone", "opaque/old"] {
+        let gone = std::fs::symlink_metadata(top.join(removed)).unwrap();
+        assert!(
+            gone.file_type().is_char_device() && gone.rdev() == 0,
+            "{removed}"
+        );
+    }
+    for layer in &layers {
+        assert_eq!(std::fs::metadata(layer).unwrap().uid(), nobody);
+    }
+    assert_eq!(
+        std::fs::read_dir(home.join("tmp")).unwrap().count(),
+        0,
+        "the runs left nothing"
+    );
+
+    // Root cannot take these layers for an image's.
+    fails_with(
+        &occystrap(&[
+            "--store",
+            s(&store),
+            "bundle",
+            "--rootfs",
+            "overlay",
+            &reference,
+            s(&dir.path().join("b")),
+        ]),
+        2,
+        "made by an unprivileged user",
+    );
+}

@@ -227,8 +227,9 @@ pub fn check_profile(profile: &str) -> Result<(), ConvertError> {
 /// The runtime profile a bundle is made from, by the name `--profile`
 /// takes: `default` ([`DEFAULT_PROFILE`]: `runc spec`'s), `rootless`
 /// ([`rootless_profile`] for this process's ids), `docker`
-/// ([`DOCKER_PROFILE`]), `auto` (`rootless` when not root, so that this
-/// user's runc can start the bundle, else `default`), or the path of a
+/// ([`DOCKER_PROFILE`]), `auto` (`rootless` when not root, or root of a
+/// user namespace of one id, so that this user's runc can start the
+/// bundle, else `default`), or the path of a
 /// profile file.
 pub fn profile(choice: &str) -> crate::Result<String> {
     let euid = nix::unistd::geteuid();
@@ -236,7 +237,7 @@ pub fn profile(choice: &str) -> crate::Result<String> {
     Ok(match choice {
         "default" => DEFAULT_PROFILE.to_string(),
         DOCKER => DOCKER_PROFILE.to_string(),
-        "auto" if euid.is_root() => DEFAULT_PROFILE.to_string(),
+        "auto" if crate::userns::privileged() => DEFAULT_PROFILE.to_string(),
         "rootless" | "auto" => rootless()?,
         path => std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?,
     })
