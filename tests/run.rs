@@ -457,9 +457,16 @@ fn what_a_killed_run_left_is_cleared_by_the_next() {
 fn twenty_runs_at_once_share_one_store() {
     let f = fixture();
     let store = f.tmp.path().join("store");
+    // Each run waits for `go` so that prunes happen while all of them live.
+    let sync = f.tmp.path().join("sync");
+    std::fs::create_dir(&sync).unwrap();
+    let volume = format!("{}:/sync:ro", sync.display());
     let children: Vec<_> = (0..20)
         .map(|i| {
-            f.command(&[], &["sh", "-c", &format!("echo {i} > /mine; cat /mine")])
+            let script = format!(
+                "until cat /sync/go 2>/dev/null; do sleep 0.05; done; echo {i} > /mine; cat /mine"
+            );
+            f.command(&["--volume", &volume], &["sh", "-c", &script])
                 .env("OCCYSTRAP_STORE", &store)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -468,11 +475,50 @@ fn twenty_runs_at_once_share_one_store() {
                 .unwrap()
         })
         .collect();
+    // Every run's container is up (runc holds its state) once runc lists
+    // twenty containers with bundles here.
+    let tmp = f.tmp.path().to_str().unwrap().to_owned();
+    let started = Instant::now();
+    loop {
+        let list = Command::new("runc")
+            .args(["list", "--format", "json"])
+            .output()
+            .unwrap();
+        let containers: serde_json::Value =
+            serde_json::from_slice(&list.stdout).unwrap_or(serde_json::Value::Null);
+        let ours = containers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["bundle"].as_str().unwrap_or_default().starts_with(&tmp))
+            .count();
+        if ours == 20 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {ours} of 20 runs started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let prunes: Vec<_> = (0..3)
+        .map(|_| {
+            common::cli::command()
+                .args(["store", "prune"])
+                .env("OCCYSTRAP_STORE", &store)
+                .output()
+                .unwrap()
+        })
+        .collect();
+    for out in prunes {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let layers = std::fs::read_dir(store.join("layers")).unwrap().count();
+    assert_eq!(layers, 2, "each layer stored once, and kept while leased");
+    std::fs::write(sync.join("go"), b"").unwrap();
     for (i, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output().unwrap();
         expect(&out, 0, &format!("{i}\n"));
     }
     f.assert_clean();
-    let layers = std::fs::read_dir(store.join("layers")).unwrap().count();
-    assert_eq!(layers, 2, "each layer stored once");
 }
