@@ -260,6 +260,42 @@ fn a_second_overlay_bundle_unpacks_nothing_and_a_failed_one_leaves_nothing() {
 }
 
 #[test]
+fn where_an_overlay_rootfs_differs_from_a_copy_is_where_the_readme_says() {
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (copy, over) = (dir.path().join("copy"), dir.path().join("over"));
+    bundle_with(&store, &reference, &copy, "copy");
+    bundle_with(&store, &reference, &over, "overlay");
+    let exdev = |bundle: &Path| {
+        std::fs::rename(bundle.join("rootfs/data"), bundle.join("rootfs/moved"))
+            .err()
+            .and_then(|e| e.raw_os_error())
+    };
+    let write_one_name = |bundle: &Path| {
+        std::fs::write(bundle.join("rootfs/upper-link"), b"changed\n").unwrap();
+        std::fs::read(bundle.join("rootfs/lower-target")).unwrap()
+    };
+    // A directory from a stored layer cannot be renamed (overlayfs without
+    // redirects): EXDEV, which mv and most tools answer with a copy.
+    assert_eq!(exdev(&copy), None);
+    assert_eq!(exdev(&over), Some(libc::EXDEV));
+    // Two names of one stored file part when one is written (copy-up
+    // without overlayfs's index), as under Docker's overlay2.
+    assert_eq!(write_one_name(&copy), b"changed\n");
+    assert_eq!(write_one_name(&over), b"shared\n");
+    ok(&occystrap(&[
+        "--store",
+        s(&store),
+        "remove",
+        s(&over),
+        s(&copy),
+    ]));
+}
+
+#[test]
 fn fetch_to_mounts_is_the_original_form_of_an_overlay_bundle() {
     let registry = Registry::start();
     registry.push_image("test/store", "v1", &image());
