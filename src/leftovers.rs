@@ -138,6 +138,8 @@ pub fn sweep(dir: &Path, wanted: impl Fn(&OsStr) -> bool) {
             continue;
         }
         let removed = if meta.is_dir() {
+            // A killed overlay bundle's rootfs may still be mounted.
+            crate::store::unmount_under(&path);
             if root.is_none() {
                 root = RootDir::open(dir).ok();
             }

@@ -691,10 +691,68 @@ pub fn unmount(target: &Path) -> Result<()> {
     }
 }
 
+/// Unmount (lazily) every mount at or below `dir`, deepest first: what a
+/// killed process left mounted in a directory about to be removed.
+pub fn unmount_under(dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(table) = fs::read("/proc/self/mountinfo") else {
+        return;
+    };
+    // mountinfo names mountpoints absolute, symlinks resolved.
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = table
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(|field| PathBuf::from(std::ffi::OsStr::from_bytes(&unescape_octal(field))))
+        .filter(|point| point.starts_with(&dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    for point in points {
+        let _ = nix::mount::umount2(&point, MntFlags::MNT_DETACH);
+    }
+}
+
+/// mountinfo's escaping of a path: `\ooo` (octal) for space, tab,
+/// newline and backslash.
+fn unescape_octal(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Whether `path` is a mountpoint (a different device from its parent).
 pub fn is_mountpoint(path: &Path) -> bool {
     let (Ok(meta), Some(parent)) = (fs::symlink_metadata(path), path.parent()) else {
         return false;
     };
     fs::metadata(parent).is_ok_and(|p| p.dev() != meta.dev())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_octal(br"/a\040b\011c\134d"), b"/a b\tc\\d");
+        assert_eq!(unescape_octal(br"/x\04"), br"/x\04");
+        assert_eq!(unescape_octal(br"/x\9999"), br"/x\9999");
+    }
 }

@@ -432,9 +432,28 @@ fn what_a_killed_run_left_is_swept_not_trusted() {
         .status()
         .unwrap();
     assert!(mounted.success());
+    // And a staged overlay bundle beside the one to make, its rootfs
+    // still mounted.
+    let bundle = dir.path().join(format!(".a.occystrap-{dead}-2.tmp"));
+    for d in ["rootfs", ".overlay/upper", ".overlay/work"] {
+        std::fs::create_dir_all(bundle.join(d)).unwrap();
+    }
+    let mounted = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o"])
+        .arg(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            s(&scratch.join("lower")),
+            s(&bundle.join(".overlay/upper")),
+            s(&bundle.join(".overlay/work"))
+        ))
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(mounted.success());
     bundle_with(&store, &reference, &dir.path().join("a"), "overlay");
     assert!(!scratch.exists(), "the dead run's scratch is gone");
     assert!(!staged.exists(), "its staged layer is gone");
+    assert!(!bundle.exists(), "its staged bundle is unmounted and gone");
     let left: Vec<String> = mounts_under(dir.path())
         .into_iter()
         .filter(|l| l.contains("scratch"))
