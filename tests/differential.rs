@@ -5,24 +5,12 @@
 
 mod common;
 
-use std::process::Command;
 
 use common::busybox::busybox_image;
+use common::cli::run;
 use common::image::{Format, LayerSpec};
 use common::registry::Registry;
 use common::tree::snapshot;
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn occystrap_and_umoci_unpack_the_same_tree() {

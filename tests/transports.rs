@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::busybox::busybox_image;
-use common::cli::{docker, ensure_dockerd, fails_with, occystrap, ok, tar_entries};
+use common::cli::{docker, ensure_dockerd, fails_with, occystrap, ok, run, tar_entries};
 use common::image::{Compression, Format, ImageSpec, LayerSpec, PlatformSpec};
 use common::push::PushedImage;
 use common::registry::Registry;
@@ -37,18 +37,6 @@ fn image() -> ImageSpec {
                 .xattr("user.note", b"v"),
         )
         .format(Format::Oci)
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn skopeo_copy(reference: &str, dest: &str, all: bool) {

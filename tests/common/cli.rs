@@ -35,6 +35,19 @@ pub fn command() -> Command {
     cmd
 }
 
+/// Run another tool (skopeo, umoci, ...), which must succeed.
+pub fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Like [`occystrap`], with the blob cache at `cache`.
 pub fn occystrap_cached(cache: &Path, args: &[&str]) -> Output {
     command()
