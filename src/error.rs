@@ -145,6 +145,21 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An overlay of stored layers cannot be mounted here (not root, or an
+    /// upper directory on a filesystem overlayfs refuses).
+    #[error(
+        "{}: cannot mount an overlay of {layers} layers here ({errno}); overlay needs root (or Linux 5.11 in a user namespace) and a filesystem overlayfs accepts as upper (not overlayfs itself, not NFS)",
+        escape::path(path)
+    )]
+    Overlay {
+        /// Where it was to be mounted.
+        path: PathBuf,
+        /// How many lower directories it had.
+        layers: usize,
+        /// What mount(2) said.
+        errno: nix::errno::Errno,
+    },
+
     /// A layer could not be applied to the root filesystem: malformed,
     /// hostile (escaping the root) or a local failure.
     #[error("layer {}: {source}", escape::bytes(digest.as_bytes()))]
@@ -216,7 +231,10 @@ impl Error {
             | Error::Convert(_)
             | Error::Unsound { .. } => ErrorKind::Integrity,
             Error::Unpack { source, .. } if source.is_integrity() => ErrorKind::Integrity,
-            Error::Registry { .. } | Error::Io { .. } | Error::Unpack { .. } => ErrorKind::Io,
+            Error::Registry { .. }
+            | Error::Io { .. }
+            | Error::Overlay { .. }
+            | Error::Unpack { .. } => ErrorKind::Io,
             Error::Cancelled => ErrorKind::Cancelled,
         }
     }

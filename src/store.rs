@@ -636,14 +636,10 @@ impl Overlay {
             flags,
             Some(data.as_str()),
         )
-        .map_err(|e| {
-            Error::io(
-                target,
-                std::io::Error::other(format!(
-                    "cannot mount an overlay of {} layers here ({e}); overlay needs root (or Linux 5.11 in a user namespace) and a filesystem overlayfs accepts as upper (not overlayfs itself, not NFS)",
-                    lowers.len()
-                )),
-            )
+        .map_err(|errno| Error::Overlay {
+            path: target.to_path_buf(),
+            layers: lowers.len(),
+            errno,
         })?;
         Ok(Overlay {
             target: target.to_path_buf(),

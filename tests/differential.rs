@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use common::busybox::busybox_image;
 use common::cli::run;
 use common::image::{Format, LayerSpec};

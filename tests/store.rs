@@ -296,6 +296,63 @@ fn where_an_overlay_rootfs_differs_from_a_copy_is_where_the_readme_says() {
 }
 
 #[test]
+fn a_store_where_overlay_will_not_mount_means_a_copy_for_auto_and_an_error_for_overlay() {
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    // The store on an overlayfs, which overlayfs refuses as an upper.
+    let over = dir.path().join("over");
+    for d in ["lower", "upper", "work", "over"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let mounted = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o"])
+        .arg(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            s(&dir.path().join("lower")),
+            s(&dir.path().join("upper")),
+            s(&dir.path().join("work"))
+        ))
+        .arg(&over)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let store = over.join("store");
+    let bundle = |rootfs: &str, target: &Path| {
+        occystrap(&[
+            "--store",
+            s(&store),
+            "bundle",
+            "--rootfs",
+            rootfs,
+            &reference,
+            s(target),
+        ])
+    };
+    let refused = bundle("overlay", &dir.path().join("o"));
+    fails_with(&refused, 5, "cannot mount an overlay");
+    assert!(!dir.path().join("o").exists());
+    let auto = dir.path().join("a");
+    let out = bundle("auto", &auto);
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("making a copy instead"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = dir.path().join("c");
+    ok(&bundle("copy", &copy));
+    assert_same_tree(&snapshot(&copy.join("rootfs")), &auto.join("rootfs"));
+    assert!(
+        !mounts_under(dir.path())
+            .iter()
+            .any(|m| m.contains(s(&auto)))
+    );
+    Command::new("umount").arg(&over).status().unwrap();
+}
+
+#[test]
 fn fetch_to_mounts_is_the_original_form_of_an_overlay_bundle() {
     let registry = Registry::start();
     registry.push_image("test/store", "v1", &image());

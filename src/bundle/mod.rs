@@ -133,40 +133,51 @@ pub async fn create(
             bundle: &target,
             kept: false,
         };
-        // Held until the bundle exists: `prune` waits for it.
-        let (mut lowers, _held) = store
+        let auto = matches!(opts.rootfs, Rootfs::Auto(_));
+        // The store's lock is held until the bundle exists: `prune` waits.
+        let refused = match store
             .ensure(source, image, &target, &unpack_opts, progress)
-            .await?;
-        let private = staged.path().join(OVERLAY_DIR);
-        let (upper, work, empty) = (
-            private.join("upper"),
-            private.join("work"),
-            private.join("empty"),
-        );
-        for d in [&private, &upper, &work, &empty] {
-            std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
-        }
-        if lowers.is_empty() {
-            // Overlay wants a lower directory: an image of no layers is empty.
-            lowers.push(empty);
-        }
-        match store::Overlay::mount(&rootfs, &lowers, &upper, &work) {
-            Ok(mount) => {
-                let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
-                write_config(&root, image, opts, staged.path())?;
-                drop(root);
-                staged.commit()?;
-                mount.keep();
-                lease.keep();
-                return Ok(());
-            }
-            Err(e) if matches!(opts.rootfs, Rootfs::Auto(_)) => {
-                tracing::warn!("{e}: making a copy instead");
-                drop(lease);
-                crate::fsroot::remove_all(&private).map_err(|e| Error::io(&private, e))?;
-            }
+            .await
+        {
+            // Storing a layer mounts an overlay too: the store's own
+            // filesystem may refuse it.
+            Err(e @ Error::Overlay { .. }) if auto => e,
             Err(e) => return Err(e),
-        }
+            Ok((mut lowers, _held)) => {
+                let private = staged.path().join(OVERLAY_DIR);
+                let (upper, work, empty) = (
+                    private.join("upper"),
+                    private.join("work"),
+                    private.join("empty"),
+                );
+                for d in [&private, &upper, &work, &empty] {
+                    std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
+                }
+                if lowers.is_empty() {
+                    // Overlay wants a lower directory: an image of no
+                    // layers is empty.
+                    lowers.push(empty);
+                }
+                match store::Overlay::mount(&rootfs, &lowers, &upper, &work) {
+                    Ok(mount) => {
+                        let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
+                        write_config(&root, image, opts, staged.path())?;
+                        drop(root);
+                        staged.commit()?;
+                        mount.keep();
+                        lease.keep();
+                        return Ok(());
+                    }
+                    Err(e) if auto => {
+                        crate::fsroot::remove_all(&private).map_err(|e| Error::io(&private, e))?;
+                        e
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        tracing::warn!("{refused}: making a copy instead");
+        drop(lease);
     }
     let root = RootDir::open(&rootfs).map_err(|e| Error::io(&rootfs, e))?;
     let start = (root, unpack::LayerStats::default());
