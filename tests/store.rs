@@ -525,6 +525,182 @@ fn what_a_killed_run_left_is_swept_not_trusted() {
 }
 
 #[test]
+fn a_run_killed_mid_unpack_leaves_nothing_the_next_run_trusts() {
+    use common::fake::{Canned, FakeServer};
+    use std::time::{Duration, Instant};
+
+    // On top of the three layers, one of many incompressible files,
+    // uncompressed: its blob's bytes are its tar's, so stalling halfway
+    // through the blob leaves the unpacking halfway through the files.
+    let count = 32;
+    let mut big = LayerSpec::new()
+        .dir("big", 0o755)
+        .compression(common::image::Compression::None);
+    for i in 0..count {
+        big = big.file(
+            &format!("big/f{i:02}"),
+            common::cli::noise(64 << 10, i as u64 + 1),
+            0o644,
+        );
+    }
+    let registry = Registry::start();
+    let pushed = registry.push_image("test/store", "v1", &image().layer(big));
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let copy = dir.path().join("copy");
+    ok(&occystrap(&[
+        "bundle",
+        "--rootfs",
+        "copy",
+        &reference,
+        s(&copy),
+    ]));
+
+    // Through the fake, the big layer's body stops halfway, for longer
+    // than the test lasts.
+    let fake = FakeServer::in_front_of(&registry);
+    let half = pushed.layer_tars[3].len() / 2;
+    fake.on(
+        "GET",
+        &format!("/v2/test/store/blobs/{}", pushed.layer_digests[3]),
+        vec![Canned::forward().stall_after(half, Duration::from_secs(60))],
+    );
+    let log = dir.path().join("killed.log");
+    let mut child = common::cli::command()
+        .args(["--timeout", "60", "--store", s(&store), "bundle"])
+        .args(["--rootfs", "overlay", &fake.image_ref("test/store", "v1")])
+        .arg(dir.path().join("killed"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+
+    // Wait for the moment: the big layer staged, with its first file
+    // written, and the scratch overlay it is written through mounted.
+    let layers = store.join("layers");
+    let scratch = store.join("scratch");
+    let staged = || -> Option<std::path::PathBuf> {
+        std::fs::read_dir(&layers)
+            .ok()?
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with('.') && name.contains(&format!(".occystrap-{pid}-"))
+            })
+    };
+    let scratch_mounts = || -> Vec<String> {
+        mounts_under(&scratch)
+            .into_iter()
+            .filter(|l| l.contains(&format!("/scratch/{pid}-")))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let staged = loop {
+        if let Some(staged) = staged()
+            && staged.join("big/f00").is_file()
+            && !scratch_mounts().is_empty()
+        {
+            break staged;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "occystrap ended ({status}) before it was caught mid-unpack: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "never saw the big layer staged with a scratch overlay mounted \
+                 (layers: {:?}; scratch mounts: {:?}; log: {})",
+                std::fs::read_dir(&layers).map(|d| d.count()),
+                mounts_under(&scratch),
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "{status}"
+    );
+
+    // What it left: a half-made layer, never renamed into place, and its
+    // scratch overlay still mounted.
+    assert!(staged.join("big/f00").is_file(), "{}", staged.display());
+    assert!(
+        !staged.join(format!("big/f{:02}", count - 1)).exists(),
+        "the layer was not half made"
+    );
+    let stored = || -> Vec<String> {
+        std::fs::read_dir(&layers)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    };
+    assert_eq!(
+        stored().len(),
+        3,
+        "only the three layers below: {:?}",
+        stored()
+    );
+    assert!(!scratch_mounts().is_empty(), "the kill unmounted nothing");
+
+    // The next run, unthrottled, makes the bundle whole and clears it all.
+    let bundle = dir.path().join("again");
+    bundle_with(&store, &reference, &bundle, "overlay");
+    let expected = snapshot(&copy.join("rootfs"));
+    let got = snapshot(&bundle.join("rootfs"));
+    assert!(expected.contains_key(&format!("big/f{:02}", count - 1)));
+    let keys: std::collections::BTreeSet<_> = expected.keys().chain(got.keys()).collect();
+    let differences: Vec<String> = keys
+        .into_iter()
+        .filter(|k| expected.get(*k) != got.get(*k))
+        .map(|k| {
+            format!(
+                "{k}:\n  copy    {:?}\n  overlay {:?}",
+                expected.get(k),
+                got.get(k)
+            )
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "trees differ:\n{}",
+        differences.join("\n")
+    );
+    assert!(!staged.exists(), "the killed run's staged layer is gone");
+    assert_eq!(stored().len(), 4, "{:?}", stored());
+    let left: Vec<String> = std::fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "staged layers left: {left:?}");
+    common::cli::assert_empty(&scratch);
+    assert!(
+        mounts_under(&scratch).is_empty(),
+        "{:?}",
+        mounts_under(&scratch)
+    );
+
+    ok(&occystrap(&["--store", s(&store), "remove", s(&bundle)]));
+    assert!(
+        mounts_under(dir.path()).is_empty(),
+        "{:?}",
+        mounts_under(dir.path())
+    );
+}
+
+#[test]
 fn a_store_copy_rootfs_is_the_copy_rootfs_and_needs_the_store_no_more() {
     let registry = Registry::start();
     registry.push_image("test/store", "v1", &image());
