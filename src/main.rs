@@ -8,7 +8,7 @@ mod signals;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use occystrap::error::ErrorKind;
 use occystrap::{Error, ImageName, ImageRef, Platform, PullOptions, RegistryOptions};
 
@@ -40,7 +40,15 @@ fn exit_code(kind: ErrorKind) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `docker run`'s habits: `--timeout` here is the registry's.
+    let run_timeout = matches
+        .subcommand_matches("run")
+        .is_some_and(|m| m.value_source("timeout") == Some(clap::parser::ValueSource::CommandLine));
     // Rootless `run`: root of a user namespace of one's own can mount the
     // layer store's overlays. Before any thread exists, as the kernel asks.
     let userns = match cli.command {
@@ -57,6 +65,16 @@ fn main() -> ExitCode {
     init_logging(&cli.global, &console);
     if let Some(Err(e)) = userns {
         tracing::debug!("no user namespace ({e}): the rootfs is a copy");
+    }
+    if let Command::Run { run, .. } = &cli.command
+        && run_timeout
+        && run.time_limit.is_none()
+        && !cli.global.quiet
+    {
+        // Said as run's other notes are, whatever the progress mode.
+        eprintln!(
+            "occystrap: --timeout is how long the registry may stay silent; --time-limit SECONDS bounds the container"
+        );
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -162,6 +162,14 @@ fn statuses_and_streams_pass_through() {
         text(&out.stderr)
     );
     assert!(started.elapsed() < Duration::from_secs(20));
+    // docker's habit: --timeout here is the registry's, and we say so.
+    let out = f.run(&["--timeout", "30"], &["true"], None);
+    expect(&out, 0, "");
+    assert!(
+        text(&out.stderr).contains("--time-limit"),
+        "{}",
+        text(&out.stderr)
+    );
     // Errors before the container starts are occystrap's own.
     let out = f.run(&["--volume", "/nonexistent-occystrap:/x"], &[], None);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
