@@ -449,6 +449,8 @@ async fn run_image(
         .map(|spec| BindMount::parse(spec, &cwd))
         .collect::<Result<Vec<_>, _>>()?;
     let mut bundle = bundle_options(&args.container, cli::run_profile(), args.tty, env, command)?;
+    // `docker run` sets HOSTNAME whatever the profile (rootless too).
+    bundle.convert.hostname_env = true;
     // An overlay of stored layers where it can be mounted: a second run of
     // an image unpacks nothing.
     if nix::unistd::geteuid().is_root() {

@@ -867,7 +867,7 @@ fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
     let binary = dir.path().join("occystrap");
     std::fs::copy(env!("CARGO_BIN_EXE_occystrap"), &binary).unwrap();
     let store = home.join("store");
-    let script = "cat /data/kept; ls /data; ls /opaque; cat /was-file/inside; id -u; \
+    let script = "cat /data/kept; ls /data; ls /opaque; cat /was-file/inside; id -u; echo \"h=$HOSTNAME\"; \
                   ls -i /upper-link /lower-target";
     let run = || {
         as_user(
@@ -899,14 +899,14 @@ fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
         );
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(
-            lines[..6],
-            ["kept", "added", "kept", "new", "in", "0"][..],
+            lines[..7],
+            ["kept", "added", "kept", "new", "in", "0", "h=runc"][..],
             "{round}: {stdout}"
         );
         let inode = |line: &str| line.split_whitespace().next().unwrap().to_string();
         assert_eq!(
-            inode(lines[6]),
             inode(lines[7]),
+            inode(lines[8]),
             "{round}: one file: {stdout}"
         );
     }
