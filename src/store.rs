@@ -667,9 +667,11 @@ impl Drop for Overlay {
     }
 }
 
-/// `trusted` in the initial user namespace, else `user` (`userxattr`).
+/// `trusted` for root in the initial user namespace, else `user`
+/// (`userxattr`): an unprivileged user's store, used from the user
+/// namespace [`crate::userns::enter`] makes, or inspected from outside it.
 fn xattr_kind() -> &'static str {
-    if crate::userns::initial() {
+    if crate::userns::initial() && nix::unistd::geteuid().is_root() {
         "trusted"
     } else {
         "user"

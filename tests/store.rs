@@ -854,7 +854,13 @@ fn as_user(uid: u32, binary: &Path, args: &[&str], home: &Path) -> std::process:
 fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let registry = Registry::start();
-    registry.push_image("test/store", "v1", &image());
+    // A read-only directory too: only root of the namespace may empty it.
+    let image = image().layer(
+        LayerSpec::new()
+            .dir("ro", 0o555)
+            .file("ro/f", b"f\n", 0o444),
+    );
+    registry.push_image("test/store", "v1", &image);
     let reference = registry.image_ref("test/store", "v1");
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
@@ -920,7 +926,7 @@ fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(layers.len(), 3, "{layers:?}");
+    assert_eq!(layers.len(), 4, "{layers:?}");
     let top = layers
         .iter()
         .find(|l| l.join("opaque/new").exists())
@@ -956,6 +962,31 @@ fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
         "the runs left nothing"
     );
 
+    // The user sees and frees their store (no run leases it now).
+    let info = as_user(
+        nobody,
+        &binary,
+        &["--store", s(&store), "store", "info"],
+        &home,
+    );
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    assert!(String::from_utf8_lossy(&info.stdout).contains("4 layers"));
+    let pruned = as_user(
+        nobody,
+        &binary,
+        &["--store", s(&store), "store", "prune"],
+        &home,
+    );
+    assert!(
+        pruned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pruned.stderr)
+    );
+    assert_eq!(std::fs::read_dir(store.join("layers")).unwrap().count(), 0);
     // Root cannot take these layers for an image's.
     fails_with(
         &occystrap(&[
