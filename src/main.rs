@@ -454,7 +454,17 @@ async fn run_image(
     // An overlay of stored layers where it can be mounted: a second run of
     // an image unpacks nothing.
     if nix::unistd::geteuid().is_root() {
-        bundle.rootfs = Rootfs::Auto(layer_store(global)?);
+        bundle.rootfs = match layer_store(global) {
+            Ok(store) => Rootfs::Auto(store),
+            // The default store cannot be made (no writable home, as for
+            // `nobody`): a copy, as with no store at all. A store asked for
+            // is an error.
+            Err(e) if global.store.is_none() && global.cache.is_none() => {
+                tracing::warn!("{e}: no layer store, the rootfs is a copy");
+                Rootfs::Copy
+            }
+            Err(e) => return Err(e),
+        };
     }
     let options = RunOptions {
         bundle,

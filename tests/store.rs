@@ -830,6 +830,17 @@ fn a_failed_store_copy_names_what_failed_and_leaves_nothing() {
 
 /// `command` as another user, running a copy of the binary they can reach.
 fn as_user(uid: u32, binary: &Path, args: &[&str], home: &Path) -> std::process::Output {
+    as_user_with(uid, binary, args, home, &[])
+}
+
+/// [`as_user`] with more environment.
+fn as_user_with(
+    uid: u32,
+    binary: &Path,
+    args: &[&str],
+    home: &Path,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     use std::os::unix::process::CommandExt;
     let template = common::cli::command();
     let mut command = Command::new(binary);
@@ -842,6 +853,7 @@ fn as_user(uid: u32, binary: &Path, args: &[&str], home: &Path) -> std::process:
     command
         .env("HOME", home)
         .env("TMPDIR", home.join("tmp"))
+        .envs(env.iter().copied())
         .args(args)
         .uid(uid)
         .gid(uid)
@@ -962,6 +974,21 @@ fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
         "the runs left nothing"
     );
 
+    // With no home to keep a store in, a run is a copy, not a failure.
+    let homeless = as_user_with(
+        nobody,
+        &binary,
+        &["run", &reference, "--", "cat", "/data/kept"],
+        &home,
+        &[("HOME", "/nonexistent-occystrap-test")],
+    );
+    assert!(
+        homeless.status.success(),
+        "{}",
+        String::from_utf8_lossy(&homeless.stderr)
+    );
+    assert_eq!(homeless.stdout, b"kept\n");
+    assert!(String::from_utf8_lossy(&homeless.stderr).contains("the rootfs is a copy"));
     // The user sees and frees their store (no run leases it now).
     let info = as_user(
         nobody,
