@@ -85,7 +85,8 @@ impl Fixture {
     }
 
     /// No container, mount or temporary directory of ours is left.
-    fn assert_clean(&self) {
+    /// The containers runc lists whose bundles are under our TMPDIR.
+    fn containers(&self) -> Vec<serde_json::Value> {
         let tmp = self.tmp.path().to_str().unwrap();
         let list = Command::new("runc")
             .args(["list", "--format", "json"])
@@ -93,10 +94,19 @@ impl Fixture {
             .unwrap();
         let containers: serde_json::Value =
             serde_json::from_slice(&list.stdout).unwrap_or(serde_json::Value::Null);
-        for c in containers.as_array().into_iter().flatten() {
-            let bundle = c["bundle"].as_str().unwrap_or_default();
-            assert!(!bundle.starts_with(tmp), "container left: {c}");
-        }
+        containers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["bundle"].as_str().unwrap_or_default().starts_with(tmp))
+            .cloned()
+            .collect()
+    }
+
+    fn assert_clean(&self) {
+        let tmp = self.tmp.path().to_str().unwrap();
+        let left = self.containers();
+        assert!(left.is_empty(), "containers left: {left:?}");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!mounts.contains(tmp), "mount left: {mounts}");
         let left: Vec<_> = std::fs::read_dir(self.tmp.path())
@@ -485,21 +495,9 @@ fn twenty_runs_at_once_share_one_store() {
         .collect();
     // Every run's container is up (runc holds its state) once runc lists
     // twenty containers with bundles here.
-    let tmp = f.tmp.path().to_str().unwrap().to_owned();
     let started = Instant::now();
     loop {
-        let list = Command::new("runc")
-            .args(["list", "--format", "json"])
-            .output()
-            .unwrap();
-        let containers: serde_json::Value =
-            serde_json::from_slice(&list.stdout).unwrap_or(serde_json::Value::Null);
-        let ours = containers
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["bundle"].as_str().unwrap_or_default().starts_with(&tmp))
-            .count();
+        let ours = f.containers().len();
         if ours == 20 {
             break;
         }

@@ -61,6 +61,22 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `mount -t overlay` of one lower directory at `target`.
+fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) {
+    let mounted = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o"])
+        .arg(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            s(lower),
+            s(upper),
+            s(work)
+        ))
+        .arg(target)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+}
+
 fn bundle_with(store: &Path, reference: &str, dir: &Path, rootfs: &str) {
     ok(&occystrap(&[
         "--store",
@@ -306,18 +322,12 @@ fn a_store_where_overlay_will_not_mount_means_a_copy_for_auto_and_an_error_for_o
     for d in ["lower", "upper", "work", "over"] {
         std::fs::create_dir_all(dir.path().join(d)).unwrap();
     }
-    let mounted = Command::new("mount")
-        .args(["-t", "overlay", "overlay", "-o"])
-        .arg(format!(
-            "lowerdir={},upperdir={},workdir={}",
-            s(&dir.path().join("lower")),
-            s(&dir.path().join("upper")),
-            s(&dir.path().join("work"))
-        ))
-        .arg(&over)
-        .status()
-        .unwrap();
-    assert!(mounted.success());
+    mount_overlay(
+        &dir.path().join("lower"),
+        &dir.path().join("upper"),
+        &dir.path().join("work"),
+        &over,
+    );
     let store = over.join("store");
     let bundle = |rootfs: &str, target: &Path| {
         occystrap(&[
@@ -477,36 +487,24 @@ fn what_a_killed_run_left_is_swept_not_trusted() {
     let staged = store.join(format!("layers/.abc.occystrap-{dead}-1.tmp"));
     std::fs::create_dir_all(&staged).unwrap();
     std::fs::write(staged.join("half"), b"half").unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "overlay", "overlay", "-o"])
-        .arg(format!(
-            "lowerdir={},upperdir={},workdir={}",
-            s(&scratch.join("lower")),
-            s(&scratch.join("upper")),
-            s(&scratch.join("w"))
-        ))
-        .arg(scratch.join("m"))
-        .status()
-        .unwrap();
-    assert!(mounted.success());
+    mount_overlay(
+        &scratch.join("lower"),
+        &scratch.join("upper"),
+        &scratch.join("w"),
+        &scratch.join("m"),
+    );
     // And a staged overlay bundle beside the one to make, its rootfs
     // still mounted.
     let bundle = dir.path().join(format!(".a.occystrap-{dead}-2.tmp"));
     for d in ["rootfs", ".overlay/upper", ".overlay/work"] {
         std::fs::create_dir_all(bundle.join(d)).unwrap();
     }
-    let mounted = Command::new("mount")
-        .args(["-t", "overlay", "overlay", "-o"])
-        .arg(format!(
-            "lowerdir={},upperdir={},workdir={}",
-            s(&scratch.join("lower")),
-            s(&bundle.join(".overlay/upper")),
-            s(&bundle.join(".overlay/work"))
-        ))
-        .arg(bundle.join("rootfs"))
-        .status()
-        .unwrap();
-    assert!(mounted.success());
+    mount_overlay(
+        &scratch.join("lower"),
+        &bundle.join(".overlay/upper"),
+        &bundle.join(".overlay/work"),
+        &bundle.join("rootfs"),
+    );
     bundle_with(&store, &reference, &dir.path().join("a"), "overlay");
     assert!(!scratch.exists(), "the dead run's scratch is gone");
     assert!(!staged.exists(), "its staged layer is gone");
@@ -982,11 +980,7 @@ fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
         &home,
         &[("HOME", "/nonexistent-occystrap-test")],
     );
-    assert!(
-        homeless.status.success(),
-        "{}",
-        String::from_utf8_lossy(&homeless.stderr)
-    );
+    ok(&homeless);
     assert_eq!(homeless.stdout, b"kept\n");
     assert!(String::from_utf8_lossy(&homeless.stderr).contains("the rootfs is a copy"));
     // The user sees and frees their store (no run leases it now).
@@ -996,11 +990,7 @@ fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
         &["--store", s(&store), "store", "info"],
         &home,
     );
-    assert!(
-        info.status.success(),
-        "{}",
-        String::from_utf8_lossy(&info.stderr)
-    );
+    ok(&info);
     assert!(String::from_utf8_lossy(&info.stdout).contains("4 layers"));
     let pruned = as_user(
         nobody,
@@ -1008,11 +998,7 @@ fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
         &["--store", s(&store), "store", "prune"],
         &home,
     );
-    assert!(
-        pruned.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pruned.stderr)
-    );
+    ok(&pruned);
     assert_eq!(std::fs::read_dir(store.join("layers")).unwrap().count(), 0);
     // Root cannot take these layers for an image's.
     fails_with(
