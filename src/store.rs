@@ -147,10 +147,15 @@ impl Store {
                     .next()
                     .is_some();
                 let kind = if stored { "trusted" } else { want };
-                match File::options().write(true).create_new(true).open(&path) {
-                    Ok(mut file) => std::io::Write::write_all(&mut file, kind.as_bytes())
-                        .map_err(|e| Error::io(&path, e))?,
+                // Written whole, then linked into place: another process
+                // never reads it half-written, and the first to link wins.
+                let tmp = self.root.join(format!(".{XATTRS}.{}", std::process::id()));
+                fs::write(&tmp, kind).map_err(|e| Error::io(&tmp, e))?;
+                let linked = fs::hard_link(&tmp, &path);
+                let _ = fs::remove_file(&tmp);
+                match linked {
                     // Another process recorded it meanwhile: read theirs.
+                    Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(Error::io(&path, e)),
                 }

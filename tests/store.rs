@@ -77,6 +77,28 @@ fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) {
     assert!(mounted.success());
 }
 
+/// A registry serving [`image`], a temporary directory, a store in it.
+struct Setup {
+    registry: Registry,
+    reference: String,
+    dir: tempfile::TempDir,
+    store: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
+    let registry = Registry::start();
+    registry.push_image("test/store", "v1", &image());
+    let reference = registry.image_ref("test/store", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    Setup {
+        registry,
+        reference,
+        dir,
+        store,
+    }
+}
+
 fn bundle_with(store: &Path, reference: &str, dir: &Path, rootfs: &str) {
     ok(&occystrap(&[
         "--store",
@@ -116,11 +138,12 @@ fn assert_same_tree(expected: &BTreeMap<String, Node>, root: &Path) -> BTreeMap<
 
 #[test]
 fn an_overlay_rootfs_is_the_copy_rootfs_and_containers_keep_their_writes() {
-    let registry = Registry::start();
-    registry.push_image("test/store", "v1", &image());
-    let reference = registry.image_ref("test/store", "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let Setup {
+        registry: _registry,
+        reference,
+        dir,
+        store,
+    } = setup();
 
     let copy = dir.path().join("copy");
     bundle_with(&store, &reference, &copy, "copy");
@@ -220,11 +243,12 @@ fn an_overlay_rootfs_is_the_copy_rootfs_and_containers_keep_their_writes() {
 
 #[test]
 fn a_second_overlay_bundle_unpacks_nothing_and_a_failed_one_leaves_nothing() {
-    let registry = Registry::start();
-    registry.push_image("test/store", "v1", &image());
-    let reference = registry.image_ref("test/store", "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let Setup {
+        registry: _registry,
+        reference,
+        dir,
+        store,
+    } = setup();
     bundle_with(&store, &reference, &dir.path().join("a"), "overlay");
     let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
     let layers: Vec<_> = std::fs::read_dir(store.join("layers"))
@@ -277,11 +301,12 @@ fn a_second_overlay_bundle_unpacks_nothing_and_a_failed_one_leaves_nothing() {
 
 #[test]
 fn where_an_overlay_rootfs_differs_from_a_copy_is_where_the_readme_says() {
-    let registry = Registry::start();
-    registry.push_image("test/store", "v1", &image());
-    let reference = registry.image_ref("test/store", "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let Setup {
+        registry: _registry,
+        reference,
+        dir,
+        store,
+    } = setup();
     let (copy, over) = (dir.path().join("copy"), dir.path().join("over"));
     bundle_with(&store, &reference, &copy, "copy");
     bundle_with(&store, &reference, &over, "overlay");
@@ -409,11 +434,12 @@ fn fetch_to_mounts_is_the_original_form_of_an_overlay_bundle() {
 
 #[test]
 fn concurrent_bundles_share_one_store_and_prune_keeps_their_layers() {
-    let registry = Registry::start();
-    registry.push_image("test/store", "v1", &image());
-    let reference = registry.image_ref("test/store", "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let Setup {
+        registry: _registry,
+        reference,
+        dir,
+        store,
+    } = setup();
     let bin = env!("CARGO_BIN_EXE_occystrap");
     let spawn = |args: Vec<String>| {
         common::cli::command()
@@ -472,11 +498,12 @@ fn concurrent_bundles_share_one_store_and_prune_keeps_their_layers() {
 
 #[test]
 fn what_a_killed_run_left_is_swept_not_trusted() {
-    let registry = Registry::start();
-    registry.push_image("test/store", "v1", &image());
-    let reference = registry.image_ref("test/store", "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let Setup {
+        registry: _registry,
+        reference,
+        dir,
+        store,
+    } = setup();
     // The state a SIGKILL mid-unpack leaves: a scratch overlay still
     // mounted, and a staged (half-made) layer, of a process long gone.
     let dead = 4_000_000; // above pid_max's largest value: never alive
@@ -700,11 +727,12 @@ fn a_run_killed_mid_unpack_leaves_nothing_the_next_run_trusts() {
 
 #[test]
 fn a_store_copy_rootfs_is_the_copy_rootfs_and_needs_the_store_no_more() {
-    let registry = Registry::start();
-    registry.push_image("test/store", "v1", &image());
-    let reference = registry.image_ref("test/store", "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let Setup {
+        registry: _registry,
+        reference,
+        dir,
+        store,
+    } = setup();
 
     let copy = dir.path().join("copy");
     bundle_with(&store, &reference, &copy, "copy");
@@ -769,11 +797,12 @@ fn a_store_copy_rootfs_is_the_copy_rootfs_and_needs_the_store_no_more() {
 
 #[test]
 fn a_failed_store_copy_names_what_failed_and_leaves_nothing() {
-    let registry = Registry::start();
-    registry.push_image("test/store", "v1", &image());
-    let reference = registry.image_ref("test/store", "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let Setup {
+        registry: _registry,
+        reference,
+        dir,
+        store,
+    } = setup();
     // A `cp` that fails as a full disk would, with a name to escape.
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
