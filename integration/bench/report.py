@@ -47,6 +47,26 @@ TOOLS = {
         "bundle",
         "occystrap-bundle-overlay-warm",
     ),
+    "occystrap-bundle-store-copy": (
+        "occystrap bundle --rootfs store-copy, layers stored",
+        "bundle",
+        "occystrap-bundle-warm",
+    ),
+    "occystrap-bundle-warm-xfs": (
+        "occystrap bundle, warm cache, on XFS",
+        "bundle",
+        "occystrap-bundle-warm-xfs",
+    ),
+    "occystrap-bundle-store-copy-xfs": (
+        "occystrap bundle --rootfs store-copy, layers stored, on XFS (reflink=1)",
+        "bundle",
+        "occystrap-bundle-warm-xfs",
+    ),
+    "occystrap-bundle-overlay-warm-xfs": (
+        "occystrap bundle --rootfs overlay, layers stored, on XFS",
+        "bundle",
+        "occystrap-bundle-warm-xfs",
+    ),
     "occystrap-run-warm": ("occystrap run IMAGE -- true, layers stored", "run", "occystrap-run-warm"),
     "docker-run-warm": ("docker run --rm IMAGE true, image loaded", "run", "occystrap-run-warm"),
     "occystrap-check": ("occystrap check (every layer verified and parsed)", "report", "occystrap-export"),
@@ -93,19 +113,47 @@ RATIO_TARGETS = [
     ),
     ("cold bundle through the store ≤ 1.1 × cold copy bundle", "occystrap-bundle-overlay-cold", "occystrap-bundle", 1.1),
     ("search < 1 × export", "occystrap-search", "occystrap-export", 1.0),
+    (
+        "warm store-copy bundle ≤ 1 × warm copy bundle, both on XFS",
+        "occystrap-bundle-store-copy-xfs",
+        "occystrap-bundle-warm-xfs",
+        1.0,
+    ),
+]
+# (description, occystrap tool, the tool whose bundle's disk space it is
+# held to, largest allowed ratio): reflinked blocks are not written again.
+SPACE_TARGETS = [
+    (
+        "store-copy bundle's new disk space ≤ 0.5 × a copy bundle's, on XFS (blocks shared)",
+        "occystrap-bundle-store-copy-xfs",
+        "occystrap-bundle-warm-xfs",
+        0.5,
+    ),
 ]
 RSS_LIMIT_KIB = 64 * 1024
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def load_runs(path):
-    """{(image, tool): [(seconds, rss_kib, blob_gets, ok, cpu_seconds), ...]}"""
+    """{(image, tool): [(seconds, rss_kib, blob_gets, ok, cpu_seconds, used_kib), ...]}
+
+    used_kib, the disk space the timed output took (df), is None where
+    it was not measured ("-", or a raw file from before the column)."""
     runs = {}
     with open(path) as f:
         for line in f:
-            image, tool, _run, secs, rss, gets, status, cpu = line.rstrip("\n").split("\t")
+            fields = line.rstrip("\n").split("\t")
+            image, tool, _run, secs, rss, gets, status, cpu = fields[:8]
+            used = fields[8] if len(fields) > 8 else "-"
             runs.setdefault((image, tool), []).append(
-                (float(secs), int(rss), int(gets), status == "ok", float(cpu))
+                (
+                    float(secs),
+                    int(rss),
+                    int(gets),
+                    status == "ok",
+                    float(cpu),
+                    None if used == "-" else int(used),
+                )
             )
     return runs
 
@@ -128,6 +176,8 @@ class Summary:
         self.rss_kib = max(r[1] for r in ok) if ok else None
         self.gets = max(r[2] for r in ok) if ok else None
         self.cpu = statistics.median(r[4] for r in ok) if ok else None
+        used = [r[5] for r in ok if r[5] is not None]
+        self.used_kib = statistics.median(used) if used else None
 
 
 def fmt_s(value):
@@ -185,6 +235,29 @@ def image_section(name, describe, summaries):
             f"| {fmt_s(s.cpu)} | {rss} | {gets} | {s.ok}/{s.total} |"
         )
     out.append("")
+    out += space_table(summaries)
+    return out
+
+
+def space_table(summaries):
+    """The disk space of one bundle, for the tools where it was measured."""
+    rows = [(t, s) for t, s in summaries.items() if s.used_kib is not None and t in TOOLS]
+    if not rows:
+        return []
+    out = [
+        "Disk space one bundle took on its filesystem: `df --output=used` "
+        "before and after it, once written out (`du` counts a reflinked "
+        "block once per file).",
+        "",
+        "| tool | median MiB on disk | × the warm copy bundle's, same filesystem |",
+        "| --- | ---: | ---: |",
+    ]
+    for tool, s in sorted(rows, key=lambda r: list(TOOLS).index(r[0])):
+        # The warm copy bundle on the same filesystem.
+        base = summaries.get("occystrap-bundle-warm-xfs" if tool.endswith("-xfs") else "occystrap-bundle-warm")
+        r = ratio(s.used_kib, base.used_kib if base else None)
+        out.append(f"| {cell(TOOLS[tool][0])} | {s.used_kib / 1024:.0f} | {fmt_ratio(r)} |")
+    out.append("")
     return out
 
 
@@ -213,6 +286,11 @@ def targets_section(images):
         a, b = debian.get(ours), debian.get(theirs)
         r = ratio(a.seconds if a else None, b.seconds if b else None)
         measured = fmt_ratio(r)
+        out.append(f"| {cell(text)} | debian | {measured} | {verdict(None if r is None else r <= limit)} |")
+    for text, ours, theirs, limit in SPACE_TARGETS:
+        a, b = debian.get(ours), debian.get(theirs)
+        r = ratio(a.used_kib if a else None, b.used_kib if b else None)
+        measured = "—" if r is None else f"{r:.2f} ({a.used_kib / 1024:.0f} / {b.used_kib / 1024:.0f} MiB)"
         out.append(f"| {cell(text)} | debian | {measured} | {verdict(None if r is None else r <= limit)} |")
     for name, summaries in images.items():
         for tool in ("occystrap-bundle", "occystrap-export"):

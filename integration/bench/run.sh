@@ -12,7 +12,7 @@ repo_root=$(cd "$here/../.." && pwd)
 BENCH_RUNS=${BENCH_RUNS:-3}
 BENCH_BIG_RUNS=${BENCH_BIG_RUNS:-3}
 BENCH_IMAGES=${BENCH_IMAGES:-debian big}
-BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link occystrap-bundle-archive occystrap-bundle-oci occystrap-copy-oci skopeo-oci occystrap-copy-registry skopeo-copy-registry occystrap-copy-engine export-docker-load occystrap-check occystrap-search occystrap-bundle-overlay-warm occystrap-run-warm docker-run-warm occystrap-bundle-overlay-cold containerd-snapshot-warm}
+BENCH_TOOLS=${BENCH_TOOLS:-occystrap-bundle occystrap-export occystrap-bundle-warm skopeo-umoci skopeo-archive py-oci py-tar naive occystrap-bundle-link occystrap-bundle-warm-link occystrap-bundle-archive occystrap-bundle-oci occystrap-copy-oci skopeo-oci occystrap-copy-registry skopeo-copy-registry occystrap-copy-engine export-docker-load occystrap-check occystrap-search occystrap-bundle-overlay-warm occystrap-run-warm docker-run-warm occystrap-bundle-overlay-cold containerd-snapshot-warm occystrap-bundle-store-copy occystrap-bundle-warm-xfs occystrap-bundle-store-copy-xfs occystrap-bundle-overlay-warm-xfs}
 BENCH_LINK=${BENCH_LINK:-1gbit}
 BENCH_RESULTS=${BENCH_RESULTS:-$here/RESULTS.md}
 BENCH_PY_OCCYSTRAP=${BENCH_PY_OCCYSTRAP:-occystrap}
@@ -33,6 +33,10 @@ RUN_DIR=$BENCH_WORK/run
 # Where the tools write; a filesystem of its own unless BENCH_FS=none.
 OUT_ROOT=$RUN_DIR/out
 OUT_FS_IMAGE=$BENCH_WORK/outputs.$BENCH_FS
+# The *-xfs tools' work dirs (layer store, cache and bundles together, as
+# reflinks stay within one filesystem): a fresh XFS with reflink=1.
+XFS_ROOT=$RUN_DIR/xfs
+XFS_FS_IMAGE=$BENCH_WORK/outputs.xfs
 RAW=$RUN_DIR/raw.tsv
 META=$RUN_DIR/meta.tsv
 VENV=$BENCH_WORK/venv
@@ -44,6 +48,16 @@ cleanup() {
     rm -rf "${OUT_ROOT:?}"/*
     if mountpoint -q "$OUT_ROOT"; then
         umount "$OUT_ROOT" && rm -f "$OUT_FS_IMAGE"
+    fi
+    if mountpoint -q "$XFS_ROOT"; then
+        rm -rf "${XFS_ROOT:?}"/*
+        umount "$XFS_ROOT" && rm -f "$XFS_FS_IMAGE"
+    fi
+    # mount -o loop frees its loop device on umount; one left by a run
+    # that died between losetup and mount is freed here.
+    if [ -e "$XFS_FS_IMAGE" ] && ! mountpoint -q "$XFS_ROOT"; then
+        losetup -j "$XFS_FS_IMAGE" | cut -d: -f1 | xargs -r -n1 losetup -d
+        rm -f "$XFS_FS_IMAGE"
     fi
 }
 trap cleanup EXIT
@@ -135,6 +149,22 @@ setup_output_fs() {
         die "cannot loop-mount $OUT_FS_IMAGE (BENCH_FS=none writes to $BENCH_WORK instead)"
 }
 
+wants_xfs() { [[ " $BENCH_TOOLS " == *"-xfs "* ]]; }
+
+# The *-xfs tools write to a second loop filesystem, XFS with reflinks
+# (`cp --reflink=auto` shares blocks there), as big as the ext4 one and
+# made whatever BENCH_FS says: only when such a tool is selected.
+setup_xfs_fs() {
+    mkdir -p "$XFS_ROOT"
+    if mountpoint -q "$XFS_ROOT"; then umount "$XFS_ROOT"; fi
+    wants_xfs || return 0
+    ensure_tools mkfs.xfs:xfsprogs xfs_info:xfsprogs filefrag:e2fsprogs
+    rm -f "$XFS_FS_IMAGE"
+    truncate -s "$BENCH_FS_SIZE" "$XFS_FS_IMAGE"
+    mkfs.xfs -q -f -m reflink=1 "$XFS_FS_IMAGE"
+    mount -o loop "$XFS_FS_IMAGE" "$XFS_ROOT" || die "cannot loop-mount $XFS_FS_IMAGE"
+}
+
 # ---- measuring ----------------------------------------------------------
 
 # Blob downloads the registry has logged so far (HEAD requests excluded)
@@ -153,6 +183,56 @@ agent_of() {
         py-*) echo 'Mozilla/5.0 [^"]*Occy Strap/' ;;
         naive) echo 'curl/' ;;
     esac
+}
+
+# KiB in use on the filesystem holding $1, once written out: with
+# reflinks `du` counts shared blocks once per file, `df` as the disk does.
+used_kib() {
+    settle
+    df --output=used "$1" | tail -n 1 | tr -d ' '
+}
+
+# Once per run: the extents of the largest file of a store-copy bundle
+# ($1) and of the stored layer file it was copied from (in the store, $2),
+# as `filefrag -v` shows them ("shared" where the blocks are reflinked),
+# and, as a control, of a `cp --reflink=always` of that stored file made
+# straight from its layer directory on the same filesystem, no overlay
+# between. For the bench log; the last line sums it up.
+reflink_proof() {
+    local bundle=$1 store=$2 out=$RUN_DIR/reflink-proof.txt rel file copied
+    local control=$1.reflink-control
+    [ -e "$out" ] && return 0
+    rel=$(cd "$bundle/rootfs" && find . -xdev -type f -printf '%s %P\n' | sort -n | tail -n 1 | cut -d' ' -f2-)
+    file=$bundle/rootfs/$rel
+    copied=$(find "$store" -xdev -type f -path "*/$rel" -size "$(stat -c %s "$file")c" | head -n 1)
+    local in_bundle in_control=none
+    in_bundle=$(extents_shared "$file")
+    {
+        printf 'largest file of a store-copy bundle: /%s (%s bytes) on %s\n' "$rel" "$(stat -c %s "$file")" \
+            "$(findmnt -no FSTYPE --target "$file") $(xfs_info "$(findmnt -no TARGET --target "$file")" 2>/dev/null |
+                grep -o 'reflink=[01]')"
+        filefrag -v "$file"
+        if [ -n "$copied" ]; then
+            printf '\nthe stored layer file it was copied from:\n'
+            filefrag -v "$copied"
+            printf '\ncontrol: cp --reflink=always of the stored file, from its layer directory, no overlay:\n'
+            if cp --reflink=always "$copied" "$control"; then
+                filefrag -v "$control" "$copied"
+                in_control=$(extents_shared "$control")
+            fi
+            rm -f "$control"
+        fi
+        printf 'store-copy bundle: %s extents shared; control reflink: %s extents shared\n' "$in_bundle" "$in_control"
+    } >"$out" 2>&1
+}
+
+# "N of M" extents of file $1 that filefrag flags as shared.
+extents_shared() {
+    local listing shared total
+    listing=$(filefrag -v "$1" 2>/dev/null)
+    shared=$(grep -cE '^ *[0-9]+:.*shared' <<<"$listing" || true)
+    total=$(grep -cE '^ *[0-9]+:' <<<"$listing" || true)
+    printf '%s of %s\n' "$shared" "$total"
 }
 
 # Runs one command under GNU time; appends "wall_s maxrss_kib user_s
@@ -178,12 +258,28 @@ run_tool() {
             timed "$t" "$OCC" "${cache_args[@]}" bundle "$ref" "$work/bundle" ;;
         occystrap-export)
             timed "$t" "$OCC" "${cache_args[@]}" export "$ref" "$work/image.tar" ;;
-        occystrap-bundle-warm | occystrap-bundle-warm-link)
-            # Fill the cache first (untimed), then time a second bundle.
+        occystrap-bundle-warm | occystrap-bundle-warm-link | occystrap-bundle-warm-xfs)
+            # Fill the cache first (untimed), then time a second bundle;
+            # the disk space it took is recorded too.
             "$OCC" "${cache_args[@]}" bundle "$ref" "$work/first" &&
                 rm -rf "$work/first" && settle &&
                 blob_gets "$(agent_of "$tool")" >"$work/gets-before" &&
-                timed "$t" "$OCC" "${cache_args[@]}" bundle "$ref" "$work/bundle" ;;
+                used_kib "$work" >"$work/used-before" &&
+                timed "$t" "$OCC" "${cache_args[@]}" bundle "$ref" "$work/bundle" &&
+                used_kib "$work" >"$work/used-after" ;;
+        occystrap-bundle-store-copy | occystrap-bundle-store-copy-xfs)
+            # The layers stored first (untimed, that bundle removed): what
+            # is timed is a copy bundle made from them, `cp -a
+            # --reflink=auto` through a read-only overlay; then its disk
+            # space, and once per run which of its extents are shared.
+            "$OCC" "${cache_args[@]}" --store "$work/store" bundle --rootfs store-copy "$ref" "$work/first" &&
+                rm -rf "$work/first" && settle &&
+                blob_gets "$(agent_of "$tool")" >"$work/gets-before" &&
+                used_kib "$work" >"$work/used-before" &&
+                timed "$t" "$OCC" "${cache_args[@]}" --store "$work/store" bundle --rootfs store-copy \
+                    "$ref" "$work/bundle" &&
+                used_kib "$work" >"$work/used-after" &&
+                if [[ $tool == *-xfs ]]; then reflink_proof "$work/bundle" "$work/store"; fi ;;
         occystrap-bundle-archive)
             # The archive is made first, untimed: what is timed is the
             # air-gapped step, from a tarball with no registry.
@@ -220,13 +316,16 @@ run_tool() {
             local status=$?
             docker rmi -f "$ref" >/dev/null 2>&1
             return $status ;;
-        occystrap-bundle-overlay-warm)
+        occystrap-bundle-overlay-warm | occystrap-bundle-overlay-warm-xfs)
             # The layers stored first (untimed): what is timed is one more
             # container's rootfs, as with containerd's snapshot prepare.
             "$OCC" "${cache_args[@]}" --store "$work/store" bundle --rootfs overlay "$ref" "$work/first" &&
                 settle &&
+                blob_gets "$(agent_of "$tool")" >"$work/gets-before" &&
+                used_kib "$work" >"$work/used-before" &&
                 timed "$t" "$OCC" "${cache_args[@]}" --store "$work/store" bundle --rootfs overlay \
-                    "$ref" "$work/bundle"
+                    "$ref" "$work/bundle" &&
+                used_kib "$work" >"$work/used-after"
             local status=$?
             "$OCC" --store "$work/store" remove "$work/first" "$work/bundle" 2>/dev/null
             return $status ;;
@@ -350,6 +449,7 @@ settle() {
 measure() {
     local tool=$1 name=$2 run=$3
     local work=$OUT_ROOT/$tool
+    [[ $tool == *-xfs ]] && work=$XFS_ROOT/$tool
     rm -rf "$work"
     mkdir -p "$work/tmp"
     settle
@@ -366,15 +466,19 @@ measure() {
     fi
     shape_link off
     [ -e "$work/gets-before" ] && before=$(cat "$work/gets-before")
-    local gets seconds=0 rss=0 cpu=0
+    local gets seconds=0 rss=0 cpu=0 used=-
     gets=$(($(blob_gets "$agent") - before))
+    # KiB the timed bundle took on its filesystem, where it was measured.
+    if [ -s "$work/used-before" ] && [ -s "$work/used-after" ] && [ "$status" = ok ]; then
+        used=$(($(cat "$work/used-after") - $(cat "$work/used-before")))
+    fi
     if [ -s "$work/time" ]; then
         # Lines that are not numbers are GNU time's "Command exited with ...".
         read -r seconds rss cpu < <(awk '$1 ~ /^[0-9.]+$/ {s += $1; c += $3 + $4; if ($2 > m) m = $2}
             END {printf "%.2f %d %.2f\n", s, m, c}' "$work/time")
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$run" "$seconds" "$rss" "$gets" "$status" "$cpu" >>"$RAW"
-    log "$name $tool run $run: ${seconds}s (CPU ${cpu}s), peak RSS $((rss / 1024)) MiB, $gets blob GETs, $status"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$run" "$seconds" "$rss" "$gets" "$status" "$cpu" "$used" >>"$RAW"
+    log "$name $tool run $run: ${seconds}s (CPU ${cpu}s), peak RSS $((rss / 1024)) MiB, $gets blob GETs$([ "$used" = - ] || echo ", $((used / 1024)) MiB on disk"), $status"
     rm -rf "$work"
 }
 
@@ -413,6 +517,9 @@ describe_machine() {
     meta kernel "$(uname -sr)"
     meta disk "$(df -hT "$BENCH_WORK" | awk 'NR == 2 {print $2 " on " $1}') ($(findmnt -no OPTIONS --target "$BENCH_WORK"))"
     meta "outputs written to" "$(if [ "$BENCH_FS" = none ]; then echo "$OUT_ROOT, on the disk above"; else echo "a fresh $BENCH_FS_SIZE ext4 (with journal) on a loop device, made for this run"; fi)"
+    if wants_xfs; then
+        meta "*-xfs rows written to" "a fresh $BENCH_FS_SIZE XFS (mkfs.xfs -m reflink=1, $(first_line mkfs.xfs -V)) on a loop device, made for this run: layer store, cache and bundles"
+    fi
     meta "occystrap (this tree)" "$(first_line "$OCC" --version), commit $(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo_root" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted changes')"
     meta rustc "$(first_line rustc --version)"
     meta "Python occystrap" "$("$VENV/bin/pip" show occystrap 2>/dev/null | awk '/^Version/ {print $2}') on $(first_line "$VENV/bin/python" --version)"
@@ -427,10 +534,12 @@ describe_machine() {
 main() {
     mkdir -p "$BENCH_WORK"
     if mountpoint -q "$OUT_ROOT"; then umount "$OUT_ROOT"; fi
+    if mountpoint -q "$XFS_ROOT"; then umount "$XFS_ROOT"; fi
     rm -rf "$RUN_DIR"
     mkdir -p "$RUN_DIR"
     build_images
     setup_output_fs
+    setup_xfs_fs
     build_occystrap
     setup_python_occystrap
     ensure_engine
@@ -440,6 +549,11 @@ main() {
     describe_machine
     meta "load average before" "$(cut -d' ' -f1-3 /proc/loadavg)"
     benchmark
+    if [ -e "$RUN_DIR/reflink-proof.txt" ]; then
+        log "reflinks in a store-copy bundle on XFS:"
+        sed 's/^/   /' "$RUN_DIR/reflink-proof.txt" >&2
+        meta "store-copy on XFS, filefrag -v of its largest file" "$(tail -n 1 "$RUN_DIR/reflink-proof.txt") (the listing: $RUN_DIR/reflink-proof.txt)"
+    fi
     meta "load average after" "$(cut -d' ' -f1-3 /proc/loadavg)"
     meta runs "$BENCH_RUNS (debian), $BENCH_BIG_RUNS (big)"
     meta "shaped link" "$(if [ "$BENCH_LINK" = none ]; then echo none; else echo "$BENCH_LINK (tc tbf on lo) for the rows \"over a shaped link\""; fi)"
