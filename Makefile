@@ -9,12 +9,13 @@ build:
 # The Debian packages the tests, the demo and the bench call (the tests
 # check that every program they run comes from one of these): the real
 # registry, runc, Docker, umoci and skopeo; htpasswd; busybox for the test
-# images; Go's archive/tar and the tools that make the tar corpus. Only
+# images; Go's archive/tar and the tools that make the tar corpus; XFS for
+# reflinked store copies. Only
 # what is missing is installed, so this is quick once done.
 DEBIAN_PACKAGES = docker-registry runc docker.io busybox-static apache2-utils \
 	umoci skopeo iptables ca-certificates golang-go acl attr libcap2-bin \
 	python3 python3-venv tar util-linux mount debootstrap time iproute2 \
-	curl e2fsprogs openssl
+	curl e2fsprogs openssl xfsprogs
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \

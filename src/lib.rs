@@ -68,6 +68,7 @@ pub mod image;
 pub mod inspect;
 pub mod layer;
 pub(crate) mod leftovers;
+pub(crate) mod merged;
 pub(crate) mod output;
 pub mod platform;
 pub mod progress;

@@ -448,11 +448,12 @@ impl Store {
 impl Store {
     /// Copy the merged tree of `lowers` (stored layers, lowest first) into
     /// `dest`, an empty directory: a read-only overlay of them is mounted
-    /// in the store's scratch, copied with `cp -a` (reflinks where the
-    /// filesystem has them, else a plain copy; owners, modes, times,
-    /// xattrs, hardlinks, devices and symlinks kept), and unmounted. The
-    /// copy uses nothing of the store after. `name` is what a failure
-    /// message calls `dest`.
+    /// in the store's scratch, its tree copied with `cp -a
+    /// --attributes-only` (owners, modes, times, xattrs, hardlinks, devices
+    /// and symlinks), and unmounted; then [`crate::merged::fill`] gives the
+    /// files their data from the layers, as reflinks where the filesystem
+    /// has them. The copy uses nothing of the store after. `name` is what
+    /// a failure message calls `dest`.
     pub fn copy_merged(&self, lowers: &[PathBuf], dest: &Path, name: &Path) -> Result<()> {
         // Dropped in reverse: the mount goes before its scratch.
         let scratch = Scratch::new(&self.root.join(SCRATCH))?;
@@ -472,8 +473,10 @@ impl Store {
         source.push("/.");
         let mut target = dest.to_path_buf().into_os_string();
         target.push("/");
+        // The files' data comes after, from the layers themselves: cp
+        // cannot clone through overlayfs.
         let out = std::process::Command::new("cp")
-            .args(["-a", "--reflink=auto", "--sparse=auto", "--"])
+            .args(["-a", "--attributes-only", "--"])
             .arg(&source)
             .arg(&target)
             .stdin(std::process::Stdio::null())
@@ -498,6 +501,7 @@ impl Store {
             ));
         }
         drop(scratch);
+        crate::merged::fill(dest, lowers).map_err(|e| Error::io(name, e))?;
         restore_root(dest, &before).map_err(|e| Error::io(name, e))
     }
 }

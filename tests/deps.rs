@@ -24,6 +24,8 @@ const PROVIDERS: &[(&str, &str)] = &[
     ("setpriv", "util-linux"),
     ("script", "util-linux"),
     ("mount", "mount"),
+    ("mkfs.xfs", "xfsprogs"),
+    ("filefrag", "e2fsprogs"),
     ("umount", "mount"),
     // Essential packages (coreutils, bash, dash): on every Debian.
     ("bash", "essential"),

@@ -15,6 +15,11 @@ use common::image::{ImageSpec, LayerSpec};
 use common::registry::Registry;
 use common::tree::{Node, snapshot};
 
+/// `security.capability` (vfs_cap_data v2): cap_net_raw, effective.
+const CAP_NET_RAW: [u8; 20] = [
+    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
 /// Layers that exercise what overlay must get right: whiteouts of files
 /// and directories, an opaque directory, a hardlink to a lower file,
 /// xattrs, a directory made anew over a lower file, implicit parents.
@@ -32,7 +37,11 @@ fn image() -> ImageSpec {
                 .file("opaque/old", b"old\n", 0o644)
                 .file("was-file", b"file\n", 0o644)
                 .file("lower-target", b"shared\n", 0o640)
-                .xattr("user.origin", b"lower"),
+                .xattr("user.origin", b"lower")
+                // Set-id bits and file capabilities, which writing data
+                // clears, and data beyond one copy buffer.
+                .file("capable", common::cli::noise(3 << 20, 7), 0o4755)
+                .xattr("security.capability", CAP_NET_RAW),
         )
         .layer(
             LayerSpec::new()
@@ -793,6 +802,89 @@ fn a_store_copy_rootfs_is_the_copy_rootfs_and_needs_the_store_no_more() {
     );
     ok(&occystrap(&["--store", s(&store), "remove", s(&made)]));
     assert!(!made.exists());
+}
+
+/// A fresh XFS with reflinks, on a loop device, mounted at `dir/xfs`;
+/// unmounted when dropped.
+struct Xfs {
+    mountpoint: std::path::PathBuf,
+}
+
+impl Xfs {
+    fn new(dir: &Path) -> Xfs {
+        let image = dir.join("xfs.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(512 << 20)
+            .unwrap();
+        let made = Command::new("mkfs.xfs")
+            .args(["-q", "-m", "reflink=1"])
+            .arg(&image)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let mountpoint = dir.join("xfs");
+        std::fs::create_dir(&mountpoint).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mountpoint)
+            .status()
+            .unwrap();
+        assert!(mounted.success());
+        Xfs { mountpoint }
+    }
+}
+
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.mountpoint)
+            .status();
+    }
+}
+
+/// How many of `path`'s extents are shared with another file.
+fn shared_extents(path: &Path) -> usize {
+    let out = Command::new("filefrag")
+        .arg("-v")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("shared"))
+        .count()
+}
+
+#[test]
+fn a_store_copy_on_xfs_shares_the_stored_blocks() {
+    let Setup {
+        registry: _registry,
+        reference,
+        dir,
+        ..
+    } = setup();
+    let xfs = Xfs::new(dir.path());
+    let store = xfs.mountpoint.join("store");
+    let copy = xfs.mountpoint.join("copy");
+    bundle_with(&store, &reference, &copy, "copy");
+    let made = xfs.mountpoint.join("made");
+    bundle_with(&store, &reference, &made, "store-copy");
+    assert_same_tree(&snapshot(&copy.join("rootfs")), &made.join("rootfs"));
+    // The 3 MiB file's blocks are the stored layer's; the copy bundle's
+    // are its own.
+    assert!(shared_extents(&made.join("rootfs/capable")) > 0);
+    assert_eq!(shared_extents(&copy.join("rootfs/capable")), 0);
+    ok(&occystrap(&[
+        "--store",
+        s(&store),
+        "remove",
+        s(&made),
+        s(&copy),
+    ]));
 }
 
 #[test]
