@@ -14,105 +14,146 @@
 //! never through a symlink.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode};
 
 /// Give every regular file under `dest` (a merged tree made with
-/// `cp -a --attributes-only`) its data from `layers` (lowest first).
+/// `cp -a --attributes-only`) its data from `layers` (lowest first). The
+/// tree is walked first; the files are then filled on a few threads, since
+/// each costs a handful of system calls and the kernel does the rest.
 pub fn fill(dest: &Path, layers: &[PathBuf]) -> io::Result<()> {
-    let tops: Vec<Option<OwnedFd>> = layers
+    let tops: Vec<Option<Arc<OwnedFd>>> = layers
         .iter()
         .rev()
-        .map(|l| open_dir(None, l.as_os_str()).map(Some))
+        .map(|l| open_dir(None, l.as_os_str()).map(|fd| Some(Arc::new(fd))))
         .collect::<io::Result<_>>()?;
-    let mut filler = Filler {
-        done: HashSet::new(),
-        kernel_copy: true,
-        buf: Vec::new(),
-    };
-    filler.dir(dest, &tops)
+    let mut jobs = Vec::new();
+    plan(dest, &tops, &mut HashSet::new(), &mut jobs)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let share = jobs.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = jobs
+            .chunks(share)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut copier = Copier {
+                        kernel_copy: true,
+                        buf: Vec::new(),
+                    };
+                    part.iter().try_for_each(|job| {
+                        copier.file(job).map_err(|e| {
+                            io::Error::new(e.kind(), format!("{}: {e}", job.dest.display()))
+                        })
+                    })
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(io::Error::other("a copy thread failed")))
+        })
+    })
 }
 
-struct Filler {
-    /// Inodes filled already: a hardlink's other names share its data.
-    done: HashSet<(u64, u64)>,
+/// One regular file to fill: `name` in the layer directory `dir`.
+struct Job {
+    dest: PathBuf,
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    stat: FileStat,
+}
+
+/// The files under `dest` (a directory) and where their data is; `layers`
+/// are its counterparts, topmost first (`None` where a layer has no
+/// directory there). `seen` holds inodes planned already: a hardlink's
+/// other names share its data.
+fn plan(
+    dest: &Path,
+    layers: &[Option<Arc<OwnedFd>>],
+    seen: &mut HashSet<(u64, u64)>,
+    jobs: &mut Vec<Job>,
+) -> io::Result<()> {
+    for entry in std::fs::read_dir(dest)? {
+        let entry = entry?;
+        let (name, kind) = (entry.file_name(), entry.file_type()?);
+        let path = entry.path();
+        if kind.is_dir() {
+            let below: Vec<Option<Arc<OwnedFd>>> = layers
+                .iter()
+                .map(|l| {
+                    l.as_ref()
+                        .and_then(|fd| open_dir(Some(fd), &name).ok())
+                        .map(Arc::new)
+                })
+                .collect();
+            plan(&path, &below, seen, jobs)?;
+        } else if kind.is_file() {
+            let meta = entry.metadata()?;
+            if !seen.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
+            // The topmost entry is what the merged tree shows: a file
+            // there means no whiteout or opaque directory above hid it.
+            let found = layers.iter().flatten().find_map(|fd| {
+                nix::sys::stat::fstatat(fd.as_ref(), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .ok()
+                    .map(|st| (fd, st))
+            });
+            let what = match found {
+                Some((_, st)) if st.st_mode & libc::S_IFMT != libc::S_IFREG => {
+                    "the stored layers do not hold this as a file"
+                }
+                Some((fd, stat)) => {
+                    if stat.st_size > 0 {
+                        jobs.push(Job {
+                            dest: path,
+                            dir: fd.clone(),
+                            name,
+                            stat,
+                        });
+                    }
+                    continue;
+                }
+                None => "no stored layer has this file",
+            };
+            return Err(io::Error::other(format!("{}: {what}", path.display())));
+        }
+    }
+    Ok(())
+}
+
+/// Fills files, one thread's worth.
+struct Copier {
     /// `copy_file_range` works between these filesystems (until it fails).
     kernel_copy: bool,
     /// For copies the kernel will not make.
     buf: Vec<u8>,
 }
 
-impl Filler {
-    /// `dest` is a directory; `layers` its counterparts, topmost first
-    /// (`None` where a layer has no directory there).
-    fn dir(&mut self, dest: &Path, layers: &[Option<OwnedFd>]) -> io::Result<()> {
-        for entry in std::fs::read_dir(dest)? {
-            let entry = entry?;
-            let (name, kind) = (entry.file_name(), entry.file_type()?);
-            let path = entry.path();
-            if kind.is_dir() {
-                let below: Vec<Option<OwnedFd>> = layers
-                    .iter()
-                    .map(|l| l.as_ref().and_then(|fd| open_dir(Some(fd), &name).ok()))
-                    .collect();
-                self.dir(&path, &below)?;
-            } else if kind.is_file() {
-                let meta = entry.metadata()?;
-                if self.done.insert((meta.dev(), meta.ino())) {
-                    self.file(&path, &name, layers).map_err(|e| {
-                        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-                    })?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn file(
-        &mut self,
-        dest: &Path,
-        name: &std::ffi::OsStr,
-        layers: &[Option<OwnedFd>],
-    ) -> io::Result<()> {
-        // The topmost entry is what the merged tree shows: a file there
-        // means no whiteout or opaque directory above hid it.
-        let (dir, stat) = layers
-            .iter()
-            .flatten()
-            .find_map(|fd| {
-                nix::sys::stat::fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .ok()
-                    .map(|st| (fd, st))
-            })
-            .ok_or_else(|| io::Error::other("no stored layer has this file"))?;
-        if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(io::Error::other(
-                "the stored layers do not hold this as a file",
-            ));
-        }
-        if stat.st_size == 0 {
-            return Ok(());
-        }
+impl Copier {
+    fn file(&mut self, job: &Job) -> io::Result<()> {
         let source = File::from(nix::fcntl::openat(
-            dir,
-            name,
+            job.dir.as_ref(),
+            job.name.as_os_str(),
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?);
-        let target = File::options().write(true).open(dest)?;
+        let target = File::options().write(true).open(&job.dest)?;
         // SAFETY: both descriptors are open for the call.
         let cloned = unsafe { libc::ioctl(target.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) };
         if cloned != 0 {
-            self.copy_sparse(&source, &target, stat.st_size)?;
+            self.copy_sparse(&source, &target, job.stat.st_size)?;
         }
-        restore(&source, &target, &stat)
+        restore(&source, &target, &job.stat)
     }
 
     /// The data of `source` into `target`, holes left as holes.
