@@ -450,7 +450,7 @@ impl Store {
     /// `dest`, an empty directory: a read-only overlay of them is mounted
     /// in the store's scratch, its tree copied with `cp -a
     /// --attributes-only` (owners, modes, times, xattrs, hardlinks, devices
-    /// and symlinks), and unmounted; then [`crate::merged::fill`] gives the
+    /// and symlinks), and unmounted; then `merged::fill` gives the
     /// files their data from the layers, as reflinks where the filesystem
     /// has them. The copy uses nothing of the store after. `name` is what
     /// a failure message calls `dest`.
