@@ -218,9 +218,10 @@ impl Error {
             | Error::Usage(_)
             | Error::Blocked { .. }
             | Error::OutputExists { .. }
-            | Error::Convert(crate::bundle::convert::ConvertError::RelativeWorkdir(_)) => {
-                ErrorKind::Usage
-            }
+            | Error::Convert(
+                crate::bundle::convert::ConvertError::RelativeWorkdir(_)
+                | crate::bundle::convert::ConvertError::UnmappedId { .. },
+            ) => ErrorKind::Usage,
             Error::NotFound { .. }
             | Error::Auth { .. }
             | Error::NoMatchingPlatform { .. }

@@ -1093,6 +1093,23 @@ fn a_rootless_run_gets_an_overlay_of_a_user_namespace_store() {
         "the runs left nothing"
     );
 
+    // One id is all a rootless run has.
+    let other = as_user(
+        nobody,
+        &binary,
+        &[
+            "--store",
+            s(&store),
+            "run",
+            "-u",
+            "1000",
+            &reference,
+            "--",
+            "true",
+        ],
+        &home,
+    );
+    fails_with(&other, 2, "uid 1000 is not mapped");
     // With no home to keep a store in, a run is a copy, not a failure.
     let homeless = as_user_with(
         nobody,
