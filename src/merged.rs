@@ -1,137 +1,452 @@
-//! A copy of an image's stored layers whose files share the layers' blocks
-//! where the filesystem can (reflinks: XFS, btrfs), for `--rootfs
-//! store-copy`.
+//! A copy of an image's stored layers, merged as overlayfs merges them,
+//! whose files share the layers' blocks where the filesystem can
+//! (reflinks: XFS, btrfs), for `--rootfs store-copy`.
 //!
-//! `cp -a` of a read-only overlay of the layers gets every name, type,
-//! owner, mode, time, xattr, hardlink, device and symlink right, but it
-//! cannot share blocks: overlayfs refuses to clone, or to `copy_file_range`,
-//! across itself (EXDEV). So `cp -a --attributes-only` makes the tree with
-//! regular files empty, and [`fill`] then gives each regular file its data
-//! straight from the layer that provides it: the topmost layer with an
-//! entry at that path, which is what overlayfs shows. The data is cloned
-//! (`FICLONE`), or where the filesystem cannot clone, copied in the kernel
-//! with its holes kept. Layer directories are walked by descriptor and
-//! never through a symlink.
+//! The layer directories are read straight, not through an overlay mount:
+//! overlayfs refuses to clone, or to `copy_file_range`, across itself
+//! (EXDEV), so a copy of the mount copies every byte. Each directory is
+//! merged as overlayfs does it: an entry comes from the topmost layer that
+//! has it, a 0/0 character device (a whiteout) hides it, and an opaque
+//! directory (`trusted.overlay.opaque=y`) hides the layers below. Each
+//! entry is made anew with its owner, mode, xattrs (overlayfs's own left
+//! out, escaped ones unescaped), times and hardlinks; a file's data is
+//! cloned (`FICLONE`), or where the filesystem cannot clone, copied in the
+//! kernel with its holes kept. Directories are shared out to a few
+//! threads. Layer directories are walked by descriptor and never through a
+//! symlink; the copy is a fresh, private tree of this process's.
 
-use std::collections::HashSet;
-use std::ffi::OsString;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{FileStat, Mode};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
 
-/// Give every regular file under `dest` (a merged tree made with
-/// `cp -a --attributes-only`) its data from `layers` (lowest first). The
-/// tree is walked first; the files are then filled on a few threads, since
-/// each costs a handful of system calls and the kernel does the rest.
-pub fn fill(dest: &Path, layers: &[PathBuf]) -> io::Result<()> {
-    let tops: Vec<Option<Arc<OwnedFd>>> = layers
+/// overlayfs's xattrs in a store made by root, and how it escapes an
+/// image's own xattrs of that name.
+const OVERLAY_XATTR: &[u8] = b"trusted.overlay.";
+const ESCAPED_XATTR: &[u8] = b"trusted.overlay.overlay.";
+
+/// Copy the merged tree of `layers` (stored layer directories, lowest
+/// first) into `dest`, an empty directory whose own metadata is left as
+/// it is.
+pub fn copy(dest: &Path, layers: &[PathBuf]) -> io::Result<()> {
+    let tops: Vec<(usize, Arc<OwnedFd>)> = layers
         .iter()
         .rev()
-        .map(|l| open_dir(None, l.as_os_str()).map(|fd| Some(Arc::new(fd))))
+        .enumerate()
+        .map(|(i, l)| Ok((i, Arc::new(open_dir(None, l.as_os_str())?))))
         .collect::<io::Result<_>>()?;
-    let mut jobs = Vec::new();
-    plan(dest, &tops, &mut HashSet::new(), &mut jobs)?;
+    let work = Work {
+        root: dest.to_path_buf(),
+        queue: Mutex::new(Queue {
+            jobs: vec![Dir {
+                dest: dest.to_path_buf(),
+                layers: tops,
+            }],
+            busy: 0,
+            failed: None,
+        }),
+        ready: Condvar::new(),
+        links: Mutex::new(HashMap::new()),
+        dirs: Mutex::new(Vec::new()),
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let share = jobs.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = jobs
-            .chunks(share)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut copier = Copier {
-                        kernel_copy: true,
-                        buf: Vec::new(),
-                    };
-                    part.iter().try_for_each(|job| {
-                        copier.file(job).map_err(|e| {
-                            io::Error::new(e.kind(), format!("{}: {e}", job.dest.display()))
-                        })
-                    })
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join()
-                .unwrap_or_else(|_| Err(io::Error::other("a copy thread failed")))
-        })
-    })
+        for _ in 0..threads {
+            scope.spawn(|| work.run());
+        }
+    });
+    let queue = work.queue.into_inner().map_err(|_| poisoned())?;
+    if let Some(e) = queue.failed {
+        return Err(e);
+    }
+    // Last: making their entries changed the directories' times.
+    for (path, stat) in work.dirs.into_inner().map_err(|_| poisoned())? {
+        set_times(None, path.as_os_str(), &stat).map_err(|e| at(dest, &path, e))?;
+    }
+    Ok(())
 }
 
-/// One regular file to fill: `name` in the layer directory `dir`.
-struct Job {
+/// A directory to fill: where it goes, and the layers' directories at its
+/// path that overlayfs would merge, topmost first, with each layer's index.
+struct Dir {
     dest: PathBuf,
-    dir: Arc<OwnedFd>,
-    name: OsString,
-    stat: FileStat,
+    layers: Vec<(usize, Arc<OwnedFd>)>,
 }
 
-/// The files under `dest` (a directory) and where their data is; `layers`
-/// are its counterparts, topmost first (`None` where a layer has no
-/// directory there). `seen` holds inodes planned already: a hardlink's
-/// other names share its data.
-fn plan(
-    dest: &Path,
-    layers: &[Option<Arc<OwnedFd>>],
-    seen: &mut HashSet<(u64, u64)>,
-    jobs: &mut Vec<Job>,
-) -> io::Result<()> {
-    for entry in std::fs::read_dir(dest)? {
-        let entry = entry?;
-        let (name, kind) = (entry.file_name(), entry.file_type()?);
-        let path = entry.path();
-        if kind.is_dir() {
-            let below: Vec<Option<Arc<OwnedFd>>> = layers
-                .iter()
-                .map(|l| {
-                    l.as_ref()
-                        .and_then(|fd| open_dir(Some(fd), &name).ok())
-                        .map(Arc::new)
-                })
-                .collect();
-            plan(&path, &below, seen, jobs)?;
-        } else if kind.is_file() {
-            let meta = entry.metadata()?;
-            if !seen.insert((meta.dev(), meta.ino())) {
-                continue;
-            }
-            // The topmost entry is what the merged tree shows: a file
-            // there means no whiteout or opaque directory above hid it.
-            let found = layers.iter().flatten().find_map(|fd| {
-                nix::sys::stat::fstatat(fd.as_ref(), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .ok()
-                    .map(|st| (fd, st))
-            });
-            let what = match found {
-                Some((_, st)) if st.st_mode & libc::S_IFMT != libc::S_IFREG => {
-                    "the stored layers do not hold this as a file"
-                }
-                Some((fd, stat)) => {
-                    if stat.st_size > 0 {
-                        jobs.push(Job {
-                            dest: path,
-                            dir: fd.clone(),
-                            name,
-                            stat,
-                        });
+struct Queue {
+    jobs: Vec<Dir>,
+    /// Threads working on a directory (and maybe about to add more).
+    busy: usize,
+    failed: Option<io::Error>,
+}
+
+struct Work {
+    /// The copy's top, for messages.
+    root: PathBuf,
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    /// A hardlinked inode (layer, inode number) → its first copy.
+    links: Mutex<HashMap<(usize, u64), PathBuf>>,
+    /// Directories made, for their times at the end.
+    dirs: Mutex<Vec<(PathBuf, FileStat)>>,
+}
+
+fn poisoned() -> io::Error {
+    io::Error::other("a copy thread failed")
+}
+
+/// `e`, saying where under `root` (the copy's top) it happened.
+fn at(root: &Path, path: &Path, e: impl Into<io::Error>) -> io::Error {
+    let e = e.into();
+    let path = path.strip_prefix(root).unwrap_or(path);
+    io::Error::new(e.kind(), format!("{}: {e}", crate::escape::path(path)))
+}
+
+impl Work {
+    /// Take directories until there are none left and no thread can add one.
+    fn run(&self) {
+        let mut copier = Copier {
+            kernel_copy: true,
+            buf: Vec::new(),
+        };
+        loop {
+            let job = {
+                let Ok(mut queue) = self.queue.lock() else {
+                    return;
+                };
+                loop {
+                    if queue.failed.is_some() {
+                        return;
                     }
+                    if let Some(job) = queue.jobs.pop() {
+                        queue.busy += 1;
+                        break job;
+                    }
+                    if queue.busy == 0 {
+                        self.ready.notify_all();
+                        return;
+                    }
+                    queue = match self.ready.wait(queue) {
+                        Ok(queue) => queue,
+                        Err(_) => return,
+                    };
+                }
+            };
+            let result = self.dir(&job, &mut copier);
+            let Ok(mut queue) = self.queue.lock() else {
+                return;
+            };
+            queue.busy -= 1;
+            if let Err(e) = result {
+                queue.failed.get_or_insert(e);
+            }
+            self.ready.notify_all();
+        }
+    }
+
+    /// Merge one directory's entries into `job.dest`.
+    fn dir(&self, job: &Dir, copier: &mut Copier) -> io::Result<()> {
+        let dest =
+            open_dir(None, job.dest.as_os_str()).map_err(|e| at(&self.root, &job.dest, e))?;
+        let mut seen = HashSet::new();
+        let mut entries: Vec<(OsString, usize, FileStat)> = Vec::new();
+        for (k, (_, layer)) in job.layers.iter().enumerate() {
+            for name in names(layer)? {
+                if !seen.insert(name.clone()) {
                     continue;
                 }
-                None => "no stored layer has this file",
-            };
-            return Err(io::Error::other(format!("{}: {what}", path.display())));
+                let stat = nix::sys::stat::fstatat(
+                    layer.as_ref(),
+                    name.as_os_str(),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )?;
+                if !is_whiteout(&stat) {
+                    entries.push((name, k, stat));
+                }
+            }
+            if is_opaque(layer) {
+                break;
+            }
+        }
+        let mut subdirs = Vec::new();
+        for (name, k, stat) in entries {
+            let path = job.dest.join(&name);
+            let (index, layer) = &job.layers[k];
+            self.entry(&dest, &path, &name, (*index, layer), &stat, copier)
+                .map_err(|e| at(&self.root, &path, e))?;
+            if kind(&stat) == SFlag::S_IFDIR {
+                // The layers under this one that overlayfs merges here: down
+                // to the first that has something else at this name.
+                let mut below = Vec::new();
+                for (index, layer) in &job.layers[k..] {
+                    match nix::sys::stat::fstatat(
+                        layer.as_ref(),
+                        name.as_os_str(),
+                        AtFlags::AT_SYMLINK_NOFOLLOW,
+                    ) {
+                        Ok(st) if kind(&st) == SFlag::S_IFDIR => {
+                            below.push((*index, Arc::new(open_dir(Some(layer), &name)?)));
+                        }
+                        Ok(_) => break,
+                        Err(Errno::ENOENT) => {}
+                        Err(e) => return Err(at(&self.root, &path, e)),
+                    }
+                }
+                subdirs.push(Dir {
+                    dest: path,
+                    layers: below,
+                });
+            }
+        }
+        if !subdirs.is_empty() {
+            let mut queue = self.queue.lock().map_err(|_| poisoned())?;
+            queue.jobs.extend(subdirs);
+            self.ready.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Make `name` in `dest` (at `path`) as `layer` has it.
+    fn entry(
+        &self,
+        dest: &OwnedFd,
+        path: &Path,
+        name: &OsStr,
+        (index, layer): (usize, &OwnedFd),
+        stat: &FileStat,
+        copier: &mut Copier,
+    ) -> io::Result<()> {
+        let source = proc_path(layer, name)?;
+        let target = CString::new(path.as_os_str().as_bytes())?;
+        let (uid, gid) = (
+            Some(Uid::from_raw(stat.st_uid)),
+            Some(Gid::from_raw(stat.st_gid)),
+        );
+        let mode = Mode::from_bits_truncate(stat.st_mode & 0o7777);
+        let kind = kind(stat);
+        if kind == SFlag::S_IFDIR {
+            nix::sys::stat::mkdirat(dest, name, Mode::S_IRWXU)?;
+            nix::unistd::fchownat(dest, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            nix::sys::stat::fchmodat(
+                dest,
+                name,
+                mode,
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )?;
+            copy_xattrs(&source, &target)?;
+            self.dirs
+                .lock()
+                .map_err(|_| poisoned())?
+                .push((path.to_path_buf(), *stat));
+            return Ok(());
+        }
+        // Another name of an inode made already: a link to it.
+        let mut links = None;
+        if stat.st_nlink > 1 {
+            let held = self.links.lock().map_err(|_| poisoned())?;
+            if let Some(first) = held.get(&(index, stat.st_ino)) {
+                return std::fs::hard_link(first, path);
+            }
+            // Held until it exists, so that no other name links too early.
+            links = Some(held);
+        }
+        let file = match kind {
+            SFlag::S_IFREG => Some(File::from(nix::fcntl::openat(
+                dest,
+                name,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::S_IRUSR | Mode::S_IWUSR,
+            )?)),
+            SFlag::S_IFLNK => {
+                let to = nix::fcntl::readlinkat(layer, name)?;
+                nix::unistd::symlinkat(to.as_os_str(), dest, name)?;
+                None
+            }
+            _ => {
+                nix::sys::stat::mknodat(
+                    dest,
+                    name,
+                    kind,
+                    Mode::S_IRUSR | Mode::S_IWUSR,
+                    stat.st_rdev,
+                )?;
+                None
+            }
+        };
+        if let Some(mut held) = links {
+            held.insert((index, stat.st_ino), path.to_path_buf());
+        }
+        match file {
+            Some(file) => {
+                if stat.st_size > 0 {
+                    let from = File::from(nix::fcntl::openat(
+                        layer,
+                        name,
+                        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )?);
+                    copier.data(&from, &file, stat.st_size)?;
+                }
+                // After the data, which clears set-id bits and file
+                // capabilities; the mode after the owner, for the same.
+                nix::unistd::fchown(&file, uid, gid)?;
+                nix::sys::stat::fchmod(file.as_fd(), mode)?;
+                copy_xattrs(&source, &target)?;
+                set_times(Some(dest), name, stat)
+            }
+            None => {
+                nix::unistd::fchownat(dest, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                if kind != SFlag::S_IFLNK {
+                    nix::sys::stat::fchmodat(
+                        dest,
+                        name,
+                        mode,
+                        nix::sys::stat::FchmodatFlags::FollowSymlink,
+                    )?;
+                }
+                copy_xattrs(&source, &target)?;
+                set_times(Some(dest), name, stat)
+            }
+        }
+    }
+}
+
+fn kind(stat: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(stat.st_mode & libc::S_IFMT)
+}
+
+/// overlayfs's record of a removed path.
+fn is_whiteout(stat: &FileStat) -> bool {
+    kind(stat) == SFlag::S_IFCHR && stat.st_rdev == 0
+}
+
+/// Whether a stored directory hides the layers below it.
+fn is_opaque(dir: &OwnedFd) -> bool {
+    let mut value = [0u8; 2];
+    // SAFETY: a NUL-terminated name and a buffer of the length given.
+    let len = unsafe {
+        libc::fgetxattr(
+            dir.as_raw_fd(),
+            c"trusted.overlay.opaque".as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    len == 1 && value[0] == b'y'
+}
+
+/// The names in a directory.
+fn names(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
+    std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect()
+}
+
+/// `name` in `dir`, as a path the `l*xattr` calls take without following
+/// a symlink at its end.
+fn proc_path(dir: &OwnedFd, name: &OsStr) -> io::Result<CString> {
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name.as_bytes());
+    Ok(CString::new(path)?)
+}
+
+/// Every xattr of `source` onto `target` (neither followed if a symlink),
+/// but overlayfs's own; an image's escaped by overlayfs get their names
+/// back.
+fn copy_xattrs(source: &CString, target: &CString) -> io::Result<()> {
+    let list = xattr_call(|buf, len| {
+        // SAFETY: a NUL-terminated path and a buffer of the length given.
+        unsafe { libc::llistxattr(source.as_ptr(), buf.cast(), len) }
+    })?;
+    for key in list.split(|&b| b == 0).filter(|k| !k.is_empty()) {
+        let name = match key.strip_prefix(ESCAPED_XATTR) {
+            Some(rest) => [OVERLAY_XATTR, rest].concat(),
+            None if key.starts_with(OVERLAY_XATTR) => continue,
+            None => key.to_vec(),
+        };
+        let key = CString::new(key)?;
+        let value = xattr_call(|buf, len| {
+            // SAFETY: as above, with a NUL-terminated name.
+            unsafe { libc::lgetxattr(source.as_ptr(), key.as_ptr(), buf.cast(), len) }
+        })?;
+        let name = CString::new(name)?;
+        // SAFETY: NUL-terminated path and name, and the value's bytes.
+        let set = unsafe {
+            libc::lsetxattr(
+                target.as_ptr(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        if set != 0 {
+            return Err(io::Error::last_os_error());
         }
     }
     Ok(())
 }
 
-/// Fills files, one thread's worth.
+/// Call a `*xattr` getter with a buffer grown until the value fits.
+fn xattr_call(call: impl Fn(*mut u8, usize) -> isize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        let len = call(buf.as_mut_ptr(), buf.len());
+        if len >= 0 {
+            buf.truncate(len as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) || buf.len() >= 1 << 20 {
+            return Err(e);
+        }
+        let size = buf.len() * 4;
+        buf.resize(size, 0);
+    }
+}
+
+/// Give `name` in `dir` (or the path `name`) the access and modification
+/// times of `stat`, not following a symlink.
+fn set_times(dir: Option<&OwnedFd>, name: &OsStr, stat: &FileStat) -> io::Result<()> {
+    let times = [
+        TimeSpec::new(stat.st_atime, stat.st_atime_nsec),
+        TimeSpec::new(stat.st_mtime, stat.st_mtime_nsec),
+    ];
+    let flag = nix::sys::stat::UtimensatFlags::NoFollowSymlink;
+    match dir {
+        Some(dir) => nix::sys::stat::utimensat(dir, name, &times[0], &times[1], flag)?,
+        None => nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, name, &times[0], &times[1], flag)?,
+    }
+    Ok(())
+}
+
+/// A directory (not a symlink to one) `name` under `parent`, or at `name`,
+/// open for reading its entries.
+fn open_dir(parent: Option<&OwnedFd>, name: &OsStr) -> io::Result<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match parent {
+        Some(fd) => nix::fcntl::openat(fd, name, flags, Mode::empty()),
+        None => nix::fcntl::open(name, flags, Mode::empty()),
+    };
+    Ok(fd?)
+}
+
+/// Copies file data, one thread's worth.
 struct Copier {
     /// `copy_file_range` works between these filesystems (until it fails).
     kernel_copy: bool,
@@ -140,24 +455,14 @@ struct Copier {
 }
 
 impl Copier {
-    fn file(&mut self, job: &Job) -> io::Result<()> {
-        let source = File::from(nix::fcntl::openat(
-            job.dir.as_ref(),
-            job.name.as_os_str(),
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?);
-        let target = File::options().write(true).open(&job.dest)?;
+    /// `len` bytes of `source` into the empty `target`: cloned if the
+    /// filesystem can, else copied with holes kept.
+    fn data(&mut self, source: &File, target: &File, len: i64) -> io::Result<()> {
         // SAFETY: both descriptors are open for the call.
         let cloned = unsafe { libc::ioctl(target.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) };
-        if cloned != 0 {
-            self.copy_sparse(&source, &target, job.stat.st_size)?;
+        if cloned == 0 {
+            return Ok(());
         }
-        restore(&source, &target, &job.stat)
-    }
-
-    /// The data of `source` into `target`, holes left as holes.
-    fn copy_sparse(&mut self, source: &File, target: &File, len: i64) -> io::Result<()> {
         let mut pos = 0;
         while pos < len {
             let data = match nix::unistd::lseek(source, pos, nix::unistd::Whence::SeekData) {
@@ -170,13 +475,13 @@ impl Copier {
             let hole = nix::unistd::lseek(source, data, nix::unistd::Whence::SeekHole)
                 .unwrap_or(len)
                 .min(len);
-            self.copy_range(source, target, data, hole - data)?;
+            self.range(source, target, data, hole - data)?;
             pos = hole;
         }
         target.set_len(len as u64)
     }
 
-    fn copy_range(&mut self, source: &File, target: &File, at: i64, len: i64) -> io::Result<()> {
+    fn range(&mut self, source: &File, target: &File, at: i64, len: i64) -> io::Result<()> {
         let (mut off_in, mut off_out, end) = (at, at, at + len);
         while self.kernel_copy && off_in < end {
             let left = (end - off_in) as usize;
@@ -208,55 +513,4 @@ impl Copier {
         }
         Ok(())
     }
-}
-
-/// What writing the data undid: the mode's set-id bits, the file
-/// capabilities (removed on write) and the times.
-fn restore(source: &File, target: &File, stat: &FileStat) -> io::Result<()> {
-    const CAPS: &std::ffi::CStr = c"security.capability";
-    let mut caps = [0u8; 64];
-    // SAFETY: a NUL-terminated name and a buffer of the length given.
-    let len = unsafe {
-        libc::fgetxattr(
-            source.as_raw_fd(),
-            CAPS.as_ptr(),
-            caps.as_mut_ptr().cast(),
-            caps.len(),
-        )
-    };
-    nix::sys::stat::fchmod(
-        target.as_fd(),
-        Mode::from_bits_truncate(stat.st_mode & 0o7777),
-    )?;
-    if len > 0 {
-        // SAFETY: as above, with the bytes read.
-        let set = unsafe {
-            libc::fsetxattr(
-                target.as_raw_fd(),
-                CAPS.as_ptr(),
-                caps.as_ptr().cast(),
-                len as usize,
-                0,
-            )
-        };
-        if set != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    let times = [
-        nix::sys::time::TimeSpec::new(stat.st_atime, stat.st_atime_nsec),
-        nix::sys::time::TimeSpec::new(stat.st_mtime, stat.st_mtime_nsec),
-    ];
-    nix::sys::stat::futimens(target.as_fd(), &times[0], &times[1])?;
-    Ok(())
-}
-
-/// A directory (not a symlink to one) `name` under `parent`, or at `name`.
-fn open_dir(parent: Option<&OwnedFd>, name: &std::ffi::OsStr) -> io::Result<OwnedFd> {
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = match parent {
-        Some(fd) => nix::fcntl::openat(fd, name, flags, Mode::empty()),
-        None => nix::fcntl::open(name, flags, Mode::empty()),
-    };
-    Ok(fd?)
 }

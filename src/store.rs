@@ -447,74 +447,13 @@ impl Store {
 
 impl Store {
     /// Copy the merged tree of `lowers` (stored layers, lowest first) into
-    /// `dest`, an empty directory: a read-only overlay of them is mounted
-    /// in the store's scratch, its tree copied with `cp -a
-    /// --attributes-only` (owners, modes, times, xattrs, hardlinks, devices
-    /// and symlinks), and unmounted; then `merged::fill` gives the
-    /// files their data from the layers, as reflinks where the filesystem
-    /// has them. The copy uses nothing of the store after. `name` is what
-    /// a failure message calls `dest`.
+    /// `dest`, an empty directory, as `merged::copy` does: read from the
+    /// layer directories themselves, merged as overlayfs would, with every
+    /// file's data cloned where the filesystem can. The copy uses nothing
+    /// of the store after. `name` is what a failure message calls `dest`.
     pub fn copy_merged(&self, lowers: &[PathBuf], dest: &Path, name: &Path) -> Result<()> {
-        // Dropped in reverse: the mount goes before its scratch.
-        let scratch = Scratch::new(&self.root.join(SCRATCH))?;
-        // Without an upper, overlayfs wants two lowers: an empty one
-        // lowest (an image of no layers is empty). The work directory is
-        // empty and unused by a read-only mount.
-        let empty = scratch.work.clone();
-        let mut all = Vec::with_capacity(lowers.len() + 1);
-        all.push(empty);
-        all.extend_from_slice(lowers);
-        // `cp -a MOUNT/.` gives `dest` the top layer's directory's mode
-        // (the store's 0700): the root stays `dest`'s own, as an overlay
-        // bundle's (its upper directory) and a copy bundle's are.
-        let before = fs::metadata(dest).map_err(|e| Error::io(name, e))?;
-        let mount = Overlay::mount_any(&scratch.mountpoint, &all, None, "")?;
-        let mut source = mount.target.clone().into_os_string();
-        source.push("/.");
-        let mut target = dest.to_path_buf().into_os_string();
-        target.push("/");
-        // The files' data comes after, from the layers themselves: cp
-        // cannot clone through overlayfs.
-        let out = std::process::Command::new("cp")
-            .args(["-a", "--attributes-only", "--"])
-            .arg(&source)
-            .arg(&target)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .map_err(|e| {
-                Error::io(
-                    name,
-                    std::io::Error::other(format!("cannot run cp to copy the stored layers: {e}")),
-                )
-            })?;
-        mount.unmount()?;
-        if !out.status.success() {
-            return Err(Error::io(
-                name,
-                std::io::Error::other(format!(
-                    "copying the stored layers failed: cp {}: {}",
-                    out.status,
-                    crate::escape::bytes(out.stderr.trim_ascii())
-                )),
-            ));
-        }
-        drop(scratch);
-        crate::merged::fill(dest, lowers).map_err(|e| Error::io(name, e))?;
-        restore_root(dest, &before).map_err(|e| Error::io(name, e))
+        crate::merged::copy(dest, lowers).map_err(|e| Error::io(name, e))
     }
-}
-
-/// Give the directory `dir` back the owner, mode and times in `before`.
-fn restore_root(dir: &Path, before: &fs::Metadata) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::os::unix::fs::chown(dir, Some(before.uid()), Some(before.gid()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(before.mode() & 0o7777))?;
-    let times = fs::FileTimes::new()
-        .set_accessed(before.accessed()?)
-        .set_modified(before.modified()?);
-    File::open(dir)?.set_times(times)
 }
 
 /// Bytes of the regular files under `dir` (not following symlinks).
@@ -593,17 +532,6 @@ impl Overlay {
         work: &Path,
         extra: &str,
     ) -> Result<Overlay> {
-        Overlay::mount_any(target, lowers, Some((upper, work)), extra)
-    }
-
-    /// An overlay of `lowers` (lowest first), with `upper` and `work` if
-    /// given, else read-only (overlayfs then wants two lowers at least).
-    fn mount_any(
-        target: &Path,
-        lowers: &[PathBuf],
-        upper: Option<(&Path, &Path)>,
-        extra: &str,
-    ) -> Result<Overlay> {
         let open = |p: &Path| -> Result<OwnedFd> {
             nix::fcntl::open(
                 p,
@@ -619,19 +547,10 @@ impl Overlay {
             .rev()
             .map(|p| open(p))
             .collect::<Result<_>>()?;
-        let upper_fds = match upper {
-            Some((upper, work)) => Some((open(upper)?, open(work)?)),
-            None => None,
-        };
+        let (upper_fd, work_fd) = (open(upper)?, open(work)?);
         let name = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
         let lowerdir: Vec<String> = lower_fds.iter().map(name).collect();
-        let (upperdir, flags) = match &upper_fds {
-            Some((upper_fd, work_fd)) => (
-                format!(",upperdir={},workdir={}", name(upper_fd), name(work_fd)),
-                MsFlags::empty(),
-            ),
-            None => (String::new(), MsFlags::MS_RDONLY),
-        };
+        let upperdir = format!(",upperdir={},workdir={}", name(&upper_fd), name(&work_fd));
         let options = if xattr_kind() == "user" {
             OVERLAY_OPTIONS_USER
         } else {
@@ -642,7 +561,7 @@ impl Overlay {
             Some("overlay"),
             target,
             Some("overlay"),
-            flags,
+            MsFlags::empty(),
             Some(data.as_str()),
         )
         .map_err(|errno| Error::Overlay {
