@@ -51,7 +51,8 @@ pub fn copy(dest: &Path, layers: &[PathBuf]) -> io::Result<()> {
         queue: Mutex::new(Queue {
             jobs: vec![Dir {
                 dest: dest.to_path_buf(),
-                layers: tops,
+                parent: tops,
+                name: None,
             }],
             busy: 0,
             failed: None,
@@ -77,11 +78,18 @@ pub fn copy(dest: &Path, layers: &[PathBuf]) -> io::Result<()> {
     Ok(())
 }
 
-/// A directory to fill: where it goes, and the layers' directories at its
-/// path that overlayfs would merge, topmost first, with each layer's index.
+/// A directory to fill: where it goes, and where to find the layers'
+/// directories at its path that overlayfs would merge, topmost first, with
+/// each layer's index.
+/// (The layers' directories at its own path are opened when it is
+/// filled, from its parent's: a queue of thousands of directories holds
+/// only their parents' descriptors open.)
 struct Dir {
     dest: PathBuf,
-    layers: Vec<(usize, Arc<OwnedFd>)>,
+    /// The parent's layers from the one that provides this directory
+    /// down; this directory's name in them (none for the top).
+    parent: Vec<(usize, Arc<OwnedFd>)>,
+    name: Option<OsString>,
 }
 
 struct Queue {
@@ -159,9 +167,31 @@ impl Work {
     fn dir(&self, job: &Dir, copier: &mut Copier) -> io::Result<()> {
         let dest =
             open_dir(None, job.dest.as_os_str()).map_err(|e| at(&self.root, &job.dest, e))?;
+        let layers = match &job.name {
+            None => job.parent.clone(),
+            Some(name) => {
+                // Down to the first layer with something else at this name.
+                let mut layers = Vec::new();
+                for (index, layer) in &job.parent {
+                    match nix::sys::stat::fstatat(
+                        layer.as_ref(),
+                        name.as_os_str(),
+                        AtFlags::AT_SYMLINK_NOFOLLOW,
+                    ) {
+                        Ok(st) if kind(&st) == SFlag::S_IFDIR => {
+                            layers.push((*index, Arc::new(open_dir(Some(layer), name)?)));
+                        }
+                        Ok(_) => break,
+                        Err(Errno::ENOENT) => {}
+                        Err(e) => return Err(at(&self.root, &job.dest, e)),
+                    }
+                }
+                layers
+            }
+        };
         let mut seen = HashSet::new();
         let mut entries: Vec<(OsString, usize, FileStat)> = Vec::new();
-        for (k, (_, layer)) in job.layers.iter().enumerate() {
+        for (k, (_, layer)) in layers.iter().enumerate() {
             for name in names(layer)? {
                 if !seen.insert(name.clone()) {
                     continue;
@@ -182,30 +212,14 @@ impl Work {
         let mut subdirs = Vec::new();
         for (name, k, stat) in entries {
             let path = job.dest.join(&name);
-            let (index, layer) = &job.layers[k];
+            let (index, layer) = &layers[k];
             self.entry(&dest, &path, &name, (*index, layer), &stat, copier)
                 .map_err(|e| at(&self.root, &path, e))?;
             if kind(&stat) == SFlag::S_IFDIR {
-                // The layers under this one that overlayfs merges here: down
-                // to the first that has something else at this name.
-                let mut below = Vec::new();
-                for (index, layer) in &job.layers[k..] {
-                    match nix::sys::stat::fstatat(
-                        layer.as_ref(),
-                        name.as_os_str(),
-                        AtFlags::AT_SYMLINK_NOFOLLOW,
-                    ) {
-                        Ok(st) if kind(&st) == SFlag::S_IFDIR => {
-                            below.push((*index, Arc::new(open_dir(Some(layer), &name)?)));
-                        }
-                        Ok(_) => break,
-                        Err(Errno::ENOENT) => {}
-                        Err(e) => return Err(at(&self.root, &path, e)),
-                    }
-                }
                 subdirs.push(Dir {
                     dest: path,
-                    layers: below,
+                    parent: layers[k..].to_vec(),
+                    name: Some(name),
                 });
             }
         }
