@@ -528,3 +528,108 @@ impl Copier {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+        let (path, name) = (
+            CString::new(path.as_os_str().as_bytes()).unwrap(),
+            CString::new(name).unwrap(),
+        );
+        // SAFETY: NUL-terminated path and name, and the value's bytes.
+        let set = unsafe {
+            libc::lsetxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        assert_eq!(set, 0, "{}", io::Error::last_os_error());
+    }
+
+    fn xattr_names(path: &Path) -> Vec<String> {
+        let path = CString::new(path.as_os_str().as_bytes()).unwrap();
+        let list = xattr_call(|buf, len| {
+            // SAFETY: a NUL-terminated path and a buffer of the length given.
+            unsafe { libc::llistxattr(path.as_ptr(), buf.cast(), len) }
+        })
+        .unwrap();
+        let mut names: Vec<String> = list
+            .split(|&b| b == 0)
+            .filter(|k| !k.is_empty())
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Stored layers in overlayfs's form, made by hand (root: trusted
+    /// xattrs and whiteout devices), merged as overlayfs would.
+    #[test]
+    fn layers_merge_as_overlayfs_merges_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (low, up, dest) = (
+            dir.path().join("low"),
+            dir.path().join("up"),
+            dir.path().join("dest"),
+        );
+        for d in [
+            "low/opaque",
+            "low/kept",
+            "low/gone-dir",
+            "up/opaque",
+            "up/kept",
+            "dest",
+        ] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        for f in [
+            "low/opaque/hidden",
+            "low/kept/lower",
+            "low/gone",
+            "low/gone-dir/x",
+        ] {
+            std::fs::write(dir.path().join(f), f).unwrap();
+        }
+        std::fs::write(up.join("opaque/new"), b"new").unwrap();
+        std::fs::write(up.join("kept/upper"), b"upper").unwrap();
+        set_xattr(&up.join("opaque"), "trusted.overlay.opaque", b"y");
+        for whiteout in ["gone", "gone-dir"] {
+            nix::sys::stat::mknod(&up.join(whiteout), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
+        }
+        std::fs::write(up.join("tagged"), b"t").unwrap();
+        set_xattr(&up.join("tagged"), "trusted.overlay.origin", b"");
+        set_xattr(
+            &up.join("tagged"),
+            "trusted.overlay.overlay.mine",
+            b"image's",
+        );
+        set_xattr(&up.join("tagged"), "user.kept", b"k");
+
+        copy(&dest, &[low, up]).unwrap();
+        let list = |d: &str| {
+            let mut names: Vec<String> = std::fs::read_dir(dest.join(d))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(list(""), ["kept", "opaque", "tagged"]);
+        assert_eq!(list("opaque"), ["new"]);
+        assert_eq!(list("kept"), ["lower", "upper"]);
+        assert_eq!(
+            std::fs::read(dest.join("kept/lower")).unwrap(),
+            b"low/kept/lower"
+        );
+        assert_eq!(
+            xattr_names(&dest.join("tagged")),
+            ["trusted.overlay.mine", "user.kept"]
+        );
+        assert!(xattr_names(&dest.join("opaque")).is_empty());
+    }
+}
