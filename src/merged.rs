@@ -7,7 +7,8 @@
 //! (EXDEV), so a copy of the mount copies every byte. Each directory is
 //! merged as overlayfs does it: an entry comes from the topmost layer that
 //! has it, a 0/0 character device (a whiteout) hides it, and an opaque
-//! directory (`trusted.overlay.opaque=y`) hides the layers below. Each
+//! directory (`trusted.overlay.opaque=y`, or `user.` in a store made
+//! rootless) hides the layers below. Each
 //! entry is made anew with its owner, mode, xattrs (overlayfs's own left
 //! out, escaped ones unescaped), times and hardlinks; a file's data is
 //! cloned (`FICLONE`), or where the filesystem cannot clone, copied in the
@@ -31,15 +32,29 @@ use nix::sys::stat::{FileStat, Mode, SFlag};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
-/// overlayfs's xattrs in a store made by root, and how it escapes an
-/// image's own xattrs of that name.
-const OVERLAY_XATTR: &[u8] = b"trusted.overlay.";
-const ESCAPED_XATTR: &[u8] = b"trusted.overlay.overlay.";
+/// overlayfs's xattrs in a store: `NS.overlay.*`, where NS is `trusted`
+/// (a store made by root) or `user` (`userxattr`); an image's own xattrs
+/// of such a name are escaped as `NS.overlay.overlay.*`.
+struct Xattrs {
+    own: Vec<u8>,
+    escaped: Vec<u8>,
+    opaque: CString,
+}
+
+impl Xattrs {
+    fn new(namespace: &str) -> io::Result<Xattrs> {
+        Ok(Xattrs {
+            own: format!("{namespace}.overlay.").into_bytes(),
+            escaped: format!("{namespace}.overlay.overlay.").into_bytes(),
+            opaque: CString::new(format!("{namespace}.overlay.opaque"))?,
+        })
+    }
+}
 
 /// Copy the merged tree of `layers` (stored layer directories, lowest
-/// first) into `dest`, an empty directory whose own metadata is left as
-/// it is.
-pub fn copy(dest: &Path, layers: &[PathBuf]) -> io::Result<()> {
+/// first, whose overlayfs xattrs are in `namespace`: `trusted` or `user`)
+/// into `dest`, an empty directory whose own metadata is left as it is.
+pub fn copy(dest: &Path, layers: &[PathBuf], namespace: &str) -> io::Result<()> {
     let tops: Vec<(usize, Arc<OwnedFd>)> = layers
         .iter()
         .rev()
@@ -48,6 +63,7 @@ pub fn copy(dest: &Path, layers: &[PathBuf]) -> io::Result<()> {
         .collect::<io::Result<_>>()?;
     let work = Work {
         root: dest.to_path_buf(),
+        xattrs: Xattrs::new(namespace)?,
         queue: Mutex::new(Queue {
             jobs: vec![Dir {
                 dest: dest.to_path_buf(),
@@ -102,6 +118,7 @@ struct Queue {
 struct Work {
     /// The copy's top, for messages.
     root: PathBuf,
+    xattrs: Xattrs,
     queue: Mutex<Queue>,
     ready: Condvar,
     /// A hardlinked inode (layer, inode number) → its first copy.
@@ -205,7 +222,7 @@ impl Work {
                     entries.push((name, k, stat));
                 }
             }
-            if is_opaque(layer) {
+            if is_opaque(layer, &self.xattrs) {
                 break;
             }
         }
@@ -258,7 +275,7 @@ impl Work {
                 mode,
                 nix::sys::stat::FchmodatFlags::FollowSymlink,
             )?;
-            copy_xattrs(&source, &target)?;
+            copy_xattrs(&source, &target, &self.xattrs)?;
             self.dirs
                 .lock()
                 .map_err(|_| poisoned())?
@@ -320,7 +337,7 @@ impl Work {
                 // capabilities; the mode after the owner, for the same.
                 nix::unistd::fchown(&file, uid, gid)?;
                 nix::sys::stat::fchmod(file.as_fd(), mode)?;
-                copy_xattrs(&source, &target)?;
+                copy_xattrs(&source, &target, &self.xattrs)?;
                 set_times(Some(dest), name, stat)
             }
             None => {
@@ -333,7 +350,7 @@ impl Work {
                         nix::sys::stat::FchmodatFlags::FollowSymlink,
                     )?;
                 }
-                copy_xattrs(&source, &target)?;
+                copy_xattrs(&source, &target, &self.xattrs)?;
                 set_times(Some(dest), name, stat)
             }
         }
@@ -350,13 +367,13 @@ fn is_whiteout(stat: &FileStat) -> bool {
 }
 
 /// Whether a stored directory hides the layers below it.
-fn is_opaque(dir: &OwnedFd) -> bool {
+fn is_opaque(dir: &OwnedFd, xattrs: &Xattrs) -> bool {
     let mut value = [0u8; 2];
     // SAFETY: a NUL-terminated name and a buffer of the length given.
     let len = unsafe {
         libc::fgetxattr(
             dir.as_raw_fd(),
-            c"trusted.overlay.opaque".as_ptr(),
+            xattrs.opaque.as_ptr(),
             value.as_mut_ptr().cast(),
             value.len(),
         )
@@ -382,15 +399,15 @@ fn proc_path(dir: &OwnedFd, name: &OsStr) -> io::Result<CString> {
 /// Every xattr of `source` onto `target` (neither followed if a symlink),
 /// but overlayfs's own; an image's escaped by overlayfs get their names
 /// back.
-fn copy_xattrs(source: &CString, target: &CString) -> io::Result<()> {
+fn copy_xattrs(source: &CString, target: &CString, xattrs: &Xattrs) -> io::Result<()> {
     let list = xattr_call(|buf, len| {
         // SAFETY: a NUL-terminated path and a buffer of the length given.
         unsafe { libc::llistxattr(source.as_ptr(), buf.cast(), len) }
     })?;
     for key in list.split(|&b| b == 0).filter(|k| !k.is_empty()) {
-        let name = match key.strip_prefix(ESCAPED_XATTR) {
-            Some(rest) => [OVERLAY_XATTR, rest].concat(),
-            None if key.starts_with(OVERLAY_XATTR) => continue,
+        let name = match key.strip_prefix(xattrs.escaped.as_slice()) {
+            Some(rest) => [xattrs.own.as_slice(), rest].concat(),
+            None if key.starts_with(&xattrs.own) => continue,
             None => key.to_vec(),
         };
         let key = CString::new(key)?;
@@ -610,7 +627,7 @@ mod tests {
         );
         set_xattr(&up.join("tagged"), "user.kept", b"k");
 
-        copy(&dest, &[low, up]).unwrap();
+        copy(&dest, &[low, up], "trusted").unwrap();
         let list = |d: &str| {
             let mut names: Vec<String> = std::fs::read_dir(dest.join(d))
                 .unwrap()

@@ -452,7 +452,7 @@ impl Store {
     /// file's data cloned where the filesystem can. The copy uses nothing
     /// of the store after. `name` is what a failure message calls `dest`.
     pub fn copy_merged(&self, lowers: &[PathBuf], dest: &Path, name: &Path) -> Result<()> {
-        crate::merged::copy(dest, lowers).map_err(|e| Error::io(name, e))
+        crate::merged::copy(dest, lowers, xattr_kind()).map_err(|e| Error::io(name, e))
     }
 }
 
