@@ -254,6 +254,9 @@ pub struct VerifyingReader<R> {
     size: Option<u64>,
     seen: u64,
     hasher: Option<Hasher>,
+    /// How the end was judged: a reader read again after a failure fails
+    /// again (a cache fill must never take a second end for a good one).
+    failed: Option<IntegrityError>,
 }
 
 impl<R: Read> VerifyingReader<R> {
@@ -267,6 +270,7 @@ impl<R: Read> VerifyingReader<R> {
             size,
             seen: 0,
             hasher,
+            failed: None,
         }
     }
 
@@ -286,15 +290,20 @@ impl<R: Read> VerifyingReader<R> {
     }
 
     fn finish(&mut self) -> Result<(), IntegrityError> {
-        if let Some(size) = self.size
-            && size != self.seen
-        {
-            return Err(self.size_error(size));
+        if let Some(failed) = &self.failed {
+            return Err(failed.clone());
         }
-        match self.hasher.take() {
-            Some(h) => h.check(self.what, &self.expected),
-            None => Ok(()),
+        let judged = match self.size {
+            Some(size) if size != self.seen => Err(self.size_error(size)),
+            _ => match self.hasher.take() {
+                Some(h) => h.check(self.what, &self.expected),
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = &judged {
+            self.failed = Some(e.clone());
         }
+        judged
     }
 
     fn size_error(&self, expected: u64) -> IntegrityError {
@@ -352,6 +361,16 @@ mod tests {
         ] {
             assert!(Digest::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_failed_end_fails_again_when_read_again() {
+        let d = Digest::parse(HELLO).unwrap();
+        let mut r = VerifyingReader::new(&b"hellO"[..], "blob", d, Some(5));
+        let mut buf = [0u8; 16];
+        assert_eq!(r.read(&mut buf).unwrap(), 5);
+        assert!(r.read(&mut buf).is_err());
+        assert!(r.read(&mut buf).is_err(), "a second end is not a good one");
     }
 
     fn read_all(data: &[u8], digest: &str, size: Option<u64>) -> io::Result<Vec<u8>> {
