@@ -196,6 +196,9 @@ pub async fn check(
     let mut layers_checked = 0;
     if !fast {
         let mut lower = Tree::default();
+        // Later layers download into the cache while earlier ones are
+        // checked, as for a pull.
+        let mut prefetch = crate::pull::Prefetch::start(source, &image);
         for (n, layer) in image.layers.iter().enumerate() {
             if source.cancel().is_cancelled() {
                 return Err(Error::Cancelled);
@@ -206,7 +209,11 @@ pub async fn check(
                 image.layers.len(),
                 layer.digest
             );
-            let found = match source.open_blob("layer", &layer.digest, layer.size).await {
+            let opened = match prefetch.wait_for(n).await {
+                Some(file) => Ok(source.cached_blob("layer", &layer.digest, layer.size, file)),
+                None => source.open_blob("layer", &layer.digest, layer.size).await,
+            };
+            let found = match opened {
                 Ok(blob) => {
                     let (layer, limits) = (layer.clone(), source.layer_limits());
                     let cancel = source.cancel().clone();

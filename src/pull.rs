@@ -325,13 +325,13 @@ async fn produce(
 /// copies verified (lowest first, at most `jobs` at once counting the layer
 /// being streamed), while earlier ones are applied; the layer loop then
 /// reads the verified copies. Dropping this stops downloads nobody will use.
-struct Prefetch {
+pub(crate) struct Prefetch {
     tasks: Vec<Option<tokio::task::JoinHandle<Option<File>>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Prefetch {
-    fn start(source: &Source, image: &ResolvedImage) -> Prefetch {
+    pub(crate) fn start(source: &Source, image: &ResolvedImage) -> Prefetch {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks: Vec<Option<tokio::task::JoinHandle<Option<File>>>> = vec![None];
         // Only a registry's blobs are worth fetching ahead: into the cache.
@@ -359,7 +359,7 @@ impl Prefetch {
 
     /// Let layer `i`'s download or check finish before the layer loop
     /// reads it; its verified copy, if there is one.
-    async fn wait_for(&mut self, i: usize) -> Option<File> {
+    pub(crate) async fn wait_for(&mut self, i: usize) -> Option<File> {
         let task = self.tasks.get_mut(i).and_then(Option::take)?;
         task.await.ok().flatten()
     }

@@ -152,6 +152,32 @@ fn a_corrupt_blob_is_reported_and_the_walk_goes_on() {
         text.contains("1 problem(s), 1 note(s) (3 layers checked)"),
         "{text}"
     );
+
+    // With a cache, later layers are fetched ahead into it while earlier
+    // ones are checked: the same report, and only sound blobs kept (the
+    // damaged one too was once kept: read again after its failed end, the
+    // verifier took a second end for a good one).
+    let cache = tempfile::tempdir().unwrap();
+    let out = common::cli::occystrap_cached(
+        cache.path(),
+        &[
+            "--progress",
+            "none",
+            "--format",
+            "json",
+            "check",
+            &reference,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", common::cli::stderr(&out));
+    let cached: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(kinds(&cached), kinds(&report), "{cached:#}");
+    assert_eq!(cached["layersChecked"], 3);
+    let kept = |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        cache.path().join("blobs/sha256").join(hex).exists()
+    };
+    assert!(kept(&digests[0]) && kept(&digests[2]) && !kept(&digests[1]));
 }
 
 #[test]
