@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -266,64 +266,33 @@ impl Work {
         );
         let mode = Mode::from_bits_truncate(stat.st_mode & 0o7777);
         let kind = kind(stat);
-        if kind == SFlag::S_IFDIR {
-            nix::sys::stat::mkdirat(dest, name, Mode::S_IRWXU)?;
-            nix::unistd::fchownat(dest, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-            nix::sys::stat::fchmodat(
-                dest,
-                name,
-                mode,
-                nix::sys::stat::FchmodatFlags::FollowSymlink,
-            )?;
-            copy_xattrs(&source, &target, &self.xattrs)?;
-            self.dirs
-                .lock()
-                .map_err(|_| poisoned())?
-                .push((path.to_path_buf(), *stat));
-            return Ok(());
-        }
-        // Another name of an inode made already: a link to it.
+        // Another name of an inode made already: a link to it. The lock is
+        // held until the first name exists, so that no other links early.
         let mut links = None;
-        if stat.st_nlink > 1 {
+        if kind != SFlag::S_IFDIR && stat.st_nlink > 1 {
             let held = self.links.lock().map_err(|_| poisoned())?;
             if let Some(first) = held.get(&(index, stat.st_ino)) {
                 return std::fs::hard_link(first, path);
             }
-            // Held until it exists, so that no other name links too early.
             links = Some(held);
         }
-        let file = match kind {
-            SFlag::S_IFREG => Some(File::from(nix::fcntl::openat(
-                dest,
-                name,
-                OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-                Mode::S_IRUSR | Mode::S_IWUSR,
-            )?)),
-            SFlag::S_IFLNK => {
-                let to = nix::fcntl::readlinkat(layer, name)?;
-                nix::unistd::symlinkat(to.as_os_str(), dest, name)?;
-                None
-            }
-            _ => {
-                nix::sys::stat::mknodat(
+        let private = Mode::S_IRUSR | Mode::S_IWUSR;
+        match kind {
+            SFlag::S_IFDIR => nix::sys::stat::mkdirat(dest, name, Mode::S_IRWXU)?,
+            SFlag::S_IFREG => {
+                let file = File::from(nix::fcntl::openat(
                     dest,
                     name,
-                    kind,
-                    Mode::S_IRUSR | Mode::S_IWUSR,
-                    stat.st_rdev,
-                )?;
-                None
-            }
-        };
-        if let Some(mut held) = links {
-            held.insert((index, stat.st_ino), path.to_path_buf());
-        }
-        match file {
-            Some(file) => {
+                    OFlag::O_WRONLY
+                        | OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    private,
+                )?);
+                if let Some(mut held) = links.take() {
+                    held.insert((index, stat.st_ino), path.to_path_buf());
+                }
                 if stat.st_size > 0 {
                     let from = File::from(nix::fcntl::openat(
                         layer,
@@ -333,27 +302,33 @@ impl Work {
                     )?);
                     copier.data(&from, &file, stat.st_size)?;
                 }
-                // After the data, which clears set-id bits and file
-                // capabilities; the mode after the owner, for the same.
-                nix::unistd::fchown(&file, uid, gid)?;
-                nix::sys::stat::fchmod(file.as_fd(), mode)?;
-                copy_xattrs(&source, &target, &self.xattrs)?;
-                set_times(Some(dest), name, stat)
             }
-            None => {
-                nix::unistd::fchownat(dest, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-                if kind != SFlag::S_IFLNK {
-                    nix::sys::stat::fchmodat(
-                        dest,
-                        name,
-                        mode,
-                        nix::sys::stat::FchmodatFlags::FollowSymlink,
-                    )?;
-                }
-                copy_xattrs(&source, &target, &self.xattrs)?;
-                set_times(Some(dest), name, stat)
+            SFlag::S_IFLNK => {
+                let to = nix::fcntl::readlinkat(layer, name)?;
+                nix::unistd::symlinkat(to.as_os_str(), dest, name)?;
             }
+            _ => nix::sys::stat::mknodat(dest, name, kind, private, stat.st_rdev)?,
         }
+        if let Some(mut held) = links {
+            held.insert((index, stat.st_ino), path.to_path_buf());
+        }
+        // After the data, which clears set-id bits and file capabilities;
+        // the mode after the owner, for the same.
+        nix::unistd::fchownat(dest, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if kind != SFlag::S_IFLNK {
+            let follow = nix::sys::stat::FchmodatFlags::FollowSymlink;
+            nix::sys::stat::fchmodat(dest, name, mode, follow)?;
+        }
+        copy_xattrs(&source, &target, &self.xattrs)?;
+        if kind == SFlag::S_IFDIR {
+            // Last: the entries made in it change its times.
+            self.dirs
+                .lock()
+                .map_err(|_| poisoned())?
+                .push((path.to_path_buf(), *stat));
+            return Ok(());
+        }
+        set_times(Some(dest), name, stat)
     }
 }
 
