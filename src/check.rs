@@ -209,11 +209,7 @@ pub async fn check(
                 image.layers.len(),
                 layer.digest
             );
-            let opened = match prefetch.wait_for(n).await {
-                Some(file) => Ok(source.cached_blob("layer", &layer.digest, layer.size, file)),
-                None => source.open_blob("layer", &layer.digest, layer.size).await,
-            };
-            let found = match opened {
+            let found = match prefetch.open(n, source, layer).await {
                 Ok(blob) => {
                     let (layer, limits) = (layer.clone(), source.layer_limits());
                     let cancel = source.cancel().clone();

@@ -255,17 +255,13 @@ async fn produce(
         if source.cancel().is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let prefetched = prefetch.wait_for(i).await;
+        let blob = prefetch.open(i, source, layer).await?;
         tracing::debug!(
             "layer {}/{count} {} ({})",
             i + 1,
             layer.digest,
             human_size(layer.size)
         );
-        let blob = match prefetched {
-            Some(file) => source.cached_blob("layer", &layer.digest, layer.size, file),
-            None => source.open_blob("layer", &layer.digest, layer.size).await?,
-        };
         // A recorded diff_id holds for these bytes, and the decoder checks
         // the blob's digest before it reports the end: no need to hash the
         // uncompressed layer again.
@@ -357,11 +353,23 @@ impl Prefetch {
         Prefetch { tasks, stop }
     }
 
-    /// Let layer `i`'s download or check finish before the layer loop
-    /// reads it; its verified copy, if there is one.
-    pub(crate) async fn wait_for(&mut self, i: usize) -> Option<File> {
-        let task = self.tasks.get_mut(i).and_then(Option::take)?;
-        task.await.ok().flatten()
+    /// Layer `i` (`layer`), to read: its copy verified in the cache once
+    /// its download or check has finished, else a download from `source`.
+    pub(crate) async fn open(
+        &mut self,
+        i: usize,
+        source: &Source,
+        layer: &crate::image::LayerRef,
+    ) -> Result<crate::registry::BlobReader> {
+        let task = self.tasks.get_mut(i).and_then(Option::take);
+        let prefetched = match task {
+            Some(task) => task.await.ok().flatten(),
+            None => None,
+        };
+        match prefetched {
+            Some(file) => Ok(source.cached_blob("layer", &layer.digest, layer.size, file)),
+            None => source.open_blob("layer", &layer.digest, layer.size).await,
+        }
     }
 }
 
